@@ -182,6 +182,9 @@ impl Service {
     }
 }
 
+/// A shared stop pattern and how many trips use it.
+type PatternCount = (Arc<[StopOnShape]>, usize);
+
 type SegmentEntry = GeomWithData<Rectangle<[f64; 2]>, (ShapeIdx, u32)>;
 
 /// A loaded GTFS feed.
@@ -634,7 +637,7 @@ fn build(path: &Path, gtfs: gtfs_structures::Gtfs) -> Result<Network, Error> {
     }
     // Shape metadata from the trips that use them.
     // Patterns are shared Arcs, so identity is equality.
-    let mut shape_patterns: HashMap<ShapeIdx, Vec<(Arc<[StopOnShape]>, usize)>> = HashMap::new();
+    let mut shape_patterns: HashMap<ShapeIdx, Vec<PatternCount>> = HashMap::new();
     let mut shape_headsigns: HashMap<ShapeIdx, HashMap<String, usize>> = HashMap::new();
     let mut shape_dirs: HashMap<ShapeIdx, Vec<Option<u8>>> = HashMap::new();
     let mut shape_route: HashMap<ShapeIdx, RouteIdx> = HashMap::new();
@@ -684,10 +687,10 @@ fn build(path: &Path, gtfs: gtfs_structures::Gtfs) -> Result<Network, Error> {
         {
             shape.headsign = Some(h.0.clone());
         }
-        if let Some(d) = shape_dirs.get(&i) {
-            if d.iter().all(|x| *x == d[0]) {
-                shape.direction_id = d[0];
-            }
+        if let Some(d) = shape_dirs.get(&i)
+            && d.iter().all(|x| *x == d[0])
+        {
+            shape.direction_id = d[0];
         }
     }
 
