@@ -1,5 +1,7 @@
 //! Loading the bundled Cairns feed and broken variants of it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 

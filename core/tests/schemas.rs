@@ -1,6 +1,8 @@
 //! What the contract types serialize must validate against the published JSON Schemas, and the
 //! schemas must refuse what the pipeline would refuse.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 
 use busflow_core::{RawPosition, RejectReason, Rejected, VehiclePosition, VehicleStatus};
