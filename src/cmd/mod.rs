@@ -1,0 +1,14 @@
+//! One module per subcommand. Each turns its flags into the library's config struct and runs it
+//! under the process-wide shutdown token.
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command};
+
+pub mod up;
+
+pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Up(args) => up::run(args).await,
+    }
+}
