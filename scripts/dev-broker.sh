@@ -94,7 +94,10 @@ start_broker() {
     if [[ $waited -gt 150 ]]; then stop_broker; die "nisshi did not listen on $BROKER_ADDR within 30 s"; fi
   done
   for t in "${TOPICS[@]}"; do
-    if ! out=$("$NISSHI_BIN" topic create "$t" --partitions "$PARTITIONS" --broker "$url" 2>&1); then
+    local extra=()
+    # The latest-state topic keeps one record per vehicle.
+    [[ "$t" == bus.latest ]] && extra=(--config cleanup.policy=compact)
+    if ! out=$("$NISSHI_BIN" topic create "$t" --partitions "$PARTITIONS" --broker "$url" "${extra[@]}" 2>&1); then
       if grep -qi "exist" <<<"$out"; then continue; fi
       log "$out"
       stop_broker
