@@ -34,11 +34,16 @@ pub enum LogFormat {
     Json,
 }
 
+// Parsed once at startup: the size difference between commands costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the whole system in one process: broker (in-process unless --brokers), simulator,
     /// pipeline and gateway.
     Up(cmd::up::UpArgs),
+    /// Simulate a bus fleet from the GTFS timetable, with realistic GPS faults, into the raw
+    /// topic.
+    Simulate(cmd::simulate::SimulateArgs),
 }
 
 /// Kafka connection flags, shared by every command that talks to Kafka.
@@ -156,7 +161,7 @@ mod tests {
             "ssl.ca.location=/etc/ca.pem",
         ])
         .unwrap();
-        let Command::Up(up) = cli.command;
+        let Command::Up(up) = cli.command else { panic!("parsed as another command") };
         assert_eq!(up.kafka.kafka_options.len(), 2);
         assert!(Cli::try_parse_from(["busflow", "up", "--kafka-option", "nonsense"]).is_err());
     }

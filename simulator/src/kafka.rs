@@ -29,6 +29,8 @@ use crate::vehicle::FaultCounts;
 const PACED_TICK: Duration = Duration::from_millis(50);
 /// Records per tick the generator aims for when it is behind or unpaced.
 const TICK_EVENTS: f64 = 50_000.0;
+/// Longest a generator tick should take, so cancellation and limits are seen promptly.
+const MAX_TICK_WALL: Duration = Duration::from_millis(200);
 /// How long to wait for the last records to be delivered at the end.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -323,11 +325,18 @@ fn run_blocking(
                 to = to.min(e);
             }
             let before = sim.counts().emitted;
+            let tick_start = Instant::now();
             sim.advance(to, &mut sinks)?;
             write_truth(&mut truth_out, sim.take_truth())?;
             let events = (sim.counts().emitted - before) as f64;
             let per_sim_s = events / (to - now_sim).max(1e-9);
-            step = if events > 0.0 { (TICK_EVENTS / per_sim_s).clamp(0.01, 600.0) } else { 60.0 };
+            // Ticks of about MAX_TICK_WALL, so cancellation and limits are seen promptly.
+            let per_wall_s = events / tick_start.elapsed().as_secs_f64().max(1e-6);
+            let mut want = (per_wall_s * MAX_TICK_WALL.as_secs_f64()).clamp(100.0, TICK_EVENTS);
+            if let Some(r) = config.rate {
+                want = want.min((r * MAX_TICK_WALL.as_secs_f64()).max(1.0));
+            }
+            step = if events > 0.0 { (want / per_sim_s).clamp(0.01, 600.0) } else { 60.0 };
             live.set_sim_time(to);
             let target = match (config.rate, paced) {
                 (Some(r), true) => r.min(per_sim_s * config.speedup),

@@ -45,6 +45,8 @@ mod sink;
 mod truth;
 mod vehicle;
 
+/// The date and time types of [`SimulatorConfig`], re-exported so callers need not pin chrono.
+pub use chrono::{NaiveDate, NaiveTime};
 pub use config::{FaultConfig, SimulatorConfig};
 pub use kafka::{SimReport, run};
 pub use sim::{GeneratedRecord, Simulation, generate};

@@ -334,14 +334,21 @@ impl Vehicle {
                     self.next_emit += self.period;
                     self.report(t, ctx, sink)?;
                 }
-                Next::WaitUntil(x) => self.next_emit = self.align(x).max(t + self.period * 0.5),
-                Next::Idle => self.next_emit = f64::INFINITY,
+                Next::WaitUntil(x) => {
+                    self.flush(ctx, sink)?;
+                    self.next_emit = self.align(x).max(t + self.period * 0.5);
+                }
+                Next::Idle => {
+                    self.flush(ctx, sink)?;
+                    self.next_emit = f64::INFINITY;
+                }
             }
         }
         Ok(())
     }
 
-    /// Sends a held-back (out-of-order) report now, e.g. at the end of a run.
+    /// Sends a held-back report now because no newer one is coming soon (the vehicle goes
+    /// quiet, or the run ends): it is then delivered in order after all, and counted so.
     pub fn flush<S: Sink + ?Sized>(
         &mut self,
         ctx: &mut Ctx<'_>,
@@ -349,6 +356,10 @@ impl Vehicle {
     ) -> Result<(), Error> {
         if self.held_left > 0 {
             self.held_left = 0;
+            ctx.stats.out_of_order -= 1;
+            if let Some(t) = &mut self.held_truth {
+                t.faults.retain(|f| *f != Fault::OutOfOrder);
+            }
             self.release_held(ctx, sink)?;
         }
         Ok(())

@@ -5,10 +5,12 @@ use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
 
+pub mod simulate;
 pub mod up;
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Up(args) => up::run(args).await,
+        Command::Simulate(args) => simulate::run(args).await,
     }
 }
