@@ -103,14 +103,14 @@ impl fmt::Display for SimReport {
 }
 
 #[derive(Debug, Default)]
-struct Delivery {
-    delivered: AtomicU64,
-    failed: AtomicU64,
-    first_error: Mutex<Option<String>>,
+pub(crate) struct Delivery {
+    pub delivered: AtomicU64,
+    pub failed: AtomicU64,
+    pub first_error: Mutex<Option<String>>,
 }
 
 impl Delivery {
-    fn fail(&self, e: &KafkaError) {
+    pub fn fail(&self, e: &KafkaError) {
         self.failed.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut first) = self.first_error.lock()
             && first.is_none()
@@ -121,7 +121,7 @@ impl Delivery {
     }
 }
 
-struct DeliveryContext(Arc<Delivery>);
+pub(crate) struct DeliveryContext(Arc<Delivery>);
 
 impl ClientContext for DeliveryContext {}
 
@@ -138,11 +138,27 @@ impl ProducerContext for DeliveryContext {
     }
 }
 
-type Prod = ThreadedProducer<DeliveryContext>;
+pub(crate) type Prod = ThreadedProducer<DeliveryContext>;
+
+/// The tuned producer, counting deliveries.
+pub(crate) fn new_producer(kafka: &KafkaConfig) -> Result<(Arc<Prod>, Arc<Delivery>), Error> {
+    let delivery = Arc::new(Delivery::default());
+    let producer: Arc<Prod> =
+        Arc::new(kafka.producer_config().create_with_context(DeliveryContext(delivery.clone()))?);
+    Ok((producer, delivery))
+}
+
+/// Waits up to [`FLUSH_TIMEOUT`] for every queued record to be delivered or fail.
+pub(crate) fn flush_all(producer: &Prod) {
+    let deadline = Instant::now() + FLUSH_TIMEOUT;
+    while producer.in_flight_count() > 0 && Instant::now() < deadline {
+        let _ = producer.flush(Duration::from_millis(500));
+    }
+}
 
 /// A global cap on records per second, handed out in small chunks so threads rarely meet.
 #[derive(Debug)]
-struct Limiter {
+pub(crate) struct Limiter {
     rate: f64,
     chunk: u64,
     start: Instant,
@@ -168,14 +184,14 @@ impl Limiter {
     }
 }
 
-struct KafkaSink {
-    producer: Arc<Prod>,
-    topic: Arc<str>,
-    limiter: Option<Arc<Limiter>>,
-    permits: u64,
-    sent: Arc<AtomicU64>,
-    waits: Arc<AtomicU64>,
-    delivery: Arc<Delivery>,
+pub(crate) struct KafkaSink {
+    pub producer: Arc<Prod>,
+    pub topic: Arc<str>,
+    pub limiter: Option<Arc<Limiter>>,
+    pub permits: u64,
+    pub sent: Arc<AtomicU64>,
+    pub waits: Arc<AtomicU64>,
+    pub delivery: Arc<Delivery>,
 }
 
 impl Sink for KafkaSink {
@@ -253,9 +269,7 @@ fn run_blocking(
     topics: &Topics,
     shutdown: &CancellationToken,
 ) -> Result<SimReport, Error> {
-    let delivery = Arc::new(Delivery::default());
-    let producer: Arc<Prod> =
-        Arc::new(kafka.producer_config().create_with_context(DeliveryContext(delivery.clone()))?);
+    let (producer, delivery) = new_producer(kafka)?;
     let mut truth_out = match &config.truth {
         Some(path) => Some((
             BufWriter::with_capacity(
@@ -355,10 +369,7 @@ fn run_blocking(
     if let Some((w, path)) = truth_out.as_mut() {
         w.flush().map_err(|source| Error::Truth { path: path.clone(), source })?;
     }
-    let deadline = Instant::now() + FLUSH_TIMEOUT;
-    while producer.in_flight_count() > 0 && Instant::now() < deadline {
-        let _ = producer.flush(Duration::from_millis(500));
-    }
+    flush_all(&producer);
     live.done.store(true, Ordering::Relaxed);
     if let Some(r) = reporter {
         let _ = r.join();

@@ -13,6 +13,7 @@
 //!
 //! - [`Simulation`]: the deterministic, multi-threaded generator, writing to any [`Sink`].
 //! - [`generate`]: a whole run in memory with its truth, for tests of downstream stages.
+//! - [`replay`]: recorded positions (NDJSON or CSV) back onto the raw topic, same spacing.
 //! - [`run`]: produce to Kafka with backpressure, a rate cap, progress and a final
 //!   [`SimReport`]; what `busflow simulate` and `busflow up` call.
 //!
@@ -40,6 +41,7 @@ mod encode;
 mod kafka;
 mod motion;
 mod plan;
+mod replay;
 mod sim;
 mod sink;
 mod truth;
@@ -49,6 +51,7 @@ mod vehicle;
 pub use chrono::{NaiveDate, NaiveTime};
 pub use config::{FaultConfig, SimulatorConfig};
 pub use kafka::{SimReport, run};
+pub use replay::{CSV_FIELDS, ReplayConfig, ReplayFormat, ReplayReport, parse_ts, replay};
 pub use sim::{GeneratedRecord, Simulation, generate};
 pub use sink::{CountingSink, Sink, VecSink};
 pub use truth::{Fault, InvalidKind, TruthRecord};
@@ -72,6 +75,14 @@ pub enum Error {
     /// The truth file could not be written.
     #[error("truth file {path}: {source}")]
     Truth {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A recording could not be read.
+    #[error("reading {path}: {source}")]
+    Io {
         /// The file.
         path: std::path::PathBuf,
         /// The I/O error.

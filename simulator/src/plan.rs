@@ -164,6 +164,7 @@ impl Dispatcher {
     }
 
     /// Vehicles created so far.
+    #[cfg(test)]
     pub fn vehicles(&self) -> u32 {
         self.next_vehicle
     }
@@ -316,7 +317,7 @@ impl Rotation {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn world() -> World {
@@ -352,6 +353,72 @@ mod tests {
                 assert!(w2[1].0 >= w2[0].1 + MIN_LAYOVER_S, "{runs:?}");
             }
         }
+    }
+
+    /// A tiny feed with a block of two trips and a frequency-based trip.
+    pub(crate) fn tiny_feed(dir: &std::path::Path) {
+        let files = [
+            (
+                "agency.txt",
+                "agency_id,agency_name,agency_url,agency_timezone\nA,Test,http://example.com,Australia/Brisbane\n",
+            ),
+            (
+                "stops.txt",
+                "stop_id,stop_name,stop_lat,stop_lon\nS1,One,-16.92,145.77\nS2,Two,-16.92,145.78\nS3,Three,-16.91,145.78\n",
+            ),
+            (
+                "routes.txt",
+                "route_id,agency_id,route_short_name,route_long_name,route_type\nR1,A,1,One,3\nR2,A,2,Two,3\n",
+            ),
+            (
+                "trips.txt",
+                "route_id,service_id,trip_id,block_id\nR1,WK,T1,B1\nR1,WK,T2,B1\nR2,WK,F1,\n",
+            ),
+            (
+                "stop_times.txt",
+                "trip_id,arrival_time,departure_time,stop_id,stop_sequence\n\
+                 T1,08:00:00,08:00:00,S1,1\nT1,08:05:00,08:05:00,S2,2\nT1,08:10:00,08:10:00,S3,3\n\
+                 T2,08:20:00,08:20:00,S3,1\nT2,08:25:00,08:25:00,S2,2\nT2,08:30:00,08:30:00,S1,3\n\
+                 F1,10:00:00,10:00:00,S1,1\nF1,10:10:00,10:10:00,S3,2\n",
+            ),
+            (
+                "calendar.txt",
+                "service_id,monday,tuesday,wednesday,thursday,friday,saturday,sunday,start_date,end_date\n\
+                 WK,1,1,1,1,1,1,1,20200101,20201231\n",
+            ),
+            (
+                "frequencies.txt",
+                "trip_id,start_time,end_time,headway_secs\nF1,10:00:00,11:00:00,600\n",
+            ),
+        ];
+        for (name, body) in files {
+            std::fs::write(dir.join(name), body).unwrap();
+        }
+    }
+
+    #[test]
+    fn blocks_keep_one_bus_and_frequencies_expand_into_departures() {
+        let dir = tempfile::tempdir().unwrap();
+        tiny_feed(dir.path());
+        let w = World::new(Arc::new(Network::load(dir.path()).unwrap()));
+        let day0 = NaiveDate::from_ymd_opt(2026, 11, 24).unwrap();
+        let mut d = Dispatcher::new(day0);
+        let mut out = Vec::new();
+        d.dispatch_until(&w, DAY_S - 1.0, 0.0, &mut out);
+        let net = &w.network;
+        let by_trip = |id: &str| -> Vec<Assignment> {
+            out.iter().filter(|a| net.trip(a.trip).id == id).copied().collect()
+        };
+        let (t1, t2) = (by_trip("T1"), by_trip("T2"));
+        assert_eq!((t1.len(), t2.len()), (1, 1));
+        assert_eq!(t1[0].vehicle, t2[0].vehicle, "one bus works the block");
+        let f1 = by_trip("F1");
+        let starts: Vec<f64> = f1.iter().map(|a| a.offset_s).collect();
+        assert_eq!(starts, vec![0.0, 600.0, 1200.0, 1800.0, 2400.0, 3000.0]);
+        // Headway departures overlap in time (10-minute trips every 10 minutes, plus layover):
+        // more than one bus.
+        let buses: std::collections::HashSet<u32> = f1.iter().map(|a| a.vehicle).collect();
+        assert!(buses.len() >= 2, "{buses:?}");
     }
 
     #[test]

@@ -132,10 +132,10 @@ impl Simulation {
         self.anchor_ms + ((sim_s - self.t0) * 1000.0).round() as i64
     }
 
-    /// Vehicles that exist so far.
+    /// Vehicles that have taken part so far.
     pub fn vehicles(&self) -> u32 {
         match &self.dispatcher {
-            Some(d) => d.vehicles(),
+            Some(_) => self.parts.iter().map(|p| p.vehicles.iter().flatten().count() as u32).sum(),
             None => self.vehicles,
         }
     }
@@ -399,6 +399,28 @@ mod tests {
             }
             last.insert(r.key.clone(), raw);
         }
+    }
+
+    #[test]
+    fn a_block_is_worked_by_one_bus_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::plan::tests::tiny_feed(dir.path());
+        let net = Arc::new(Network::load(dir.path()).unwrap());
+        let cfg = SimulatorConfig {
+            start: NaiveTime::from_hms_opt(7, 55, 0),
+            sim_duration: Some(std::time::Duration::from_secs(45 * 60)),
+            faults: FaultConfig::none(),
+            ..config(1)
+        };
+        let (recs, _) = generate(net, &cfg, 0).unwrap();
+        let trips: Vec<(&str, &str)> =
+            recs.iter().map(|r| (r.truth.vehicle_id.as_str(), r.truth.trip_id.as_str())).collect();
+        assert!(trips.iter().all(|(v, _)| *v == trips[0].0), "one vehicle");
+        let first_t2 = trips.iter().position(|t| t.1 == "T2").unwrap();
+        assert!(first_t2 > 0 && trips[..first_t2].iter().all(|t| t.1 == "T1"));
+        assert!(trips[first_t2..].iter().all(|t| t.1 == "T2"));
+        // It dwelled at stops: some reports at zero speed mid-trip.
+        assert!(recs.iter().any(|r| r.truth.speed_mps == 0.0 && r.truth.dist_along_m > 10.0));
     }
 
     #[test]

@@ -1,0 +1,132 @@
+//! Producer throughput: the simulator's Kafka path against a bare rdkafka producer loop sending
+//! same-sized payloads, in the same run, against the same broker.
+//!
+//! Broker: `BUSFLOW_BENCH_BROKERS` (e.g. nisshi on 127.0.0.1:PORT), else the in-process one.
+//! Records per phase: `BUSFLOW_BENCH_RECORDS` (default 1,000,000). Each phase runs twice,
+//! alternating, on a fresh topic; the report gives every run and the ratio of the means.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use busflow_core::{Network, TopicSpec, Topics};
+use busflow_kafka::rdkafka::error::KafkaError;
+use busflow_kafka::rdkafka::producer::{
+    BaseRecord, DefaultProducerContext, Producer, ThreadedProducer,
+};
+use busflow_kafka::rdkafka::types::RDKafkaErrorCode;
+use busflow_kafka::{DevBroker, KafkaConfig, ensure_topic_specs};
+use busflow_simulator::{CountingSink, NaiveDate, NaiveTime, Simulation, SimulatorConfig};
+use tokio_util::sync::CancellationToken;
+
+const VEHICLES: usize = 100_000;
+const PARTITIONS: i32 = 6;
+
+fn config() -> SimulatorConfig {
+    SimulatorConfig {
+        vehicles: Some(VEHICLES),
+        speedup: f64::INFINITY,
+        start: NaiveTime::from_hms_opt(12, 0, 0),
+        date: NaiveDate::from_ymd_opt(2026, 11, 24),
+        ..SimulatorConfig::default()
+    }
+}
+
+fn topics(tag: &str) -> Topics {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    Topics { raw: format!("bench.{tag}.{nanos}"), ..Topics::default() }
+}
+
+/// A bare loop: one thread, pre-built payloads, retry when the queue is full, then flush.
+fn bare(kafka: &KafkaConfig, topic: &str, records: u64, payload_len: usize) -> f64 {
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        kafka.producer_config().create().unwrap();
+    let payload = vec![b'x'; payload_len];
+    let keys: Vec<String> = (0..VEHICLES).map(|i| format!("bus-{i:06}")).collect();
+    let start = Instant::now();
+    for i in 0..records {
+        let key = &keys[i as usize % keys.len()];
+        let mut rec = BaseRecord::to(topic).key(key.as_str()).payload(&payload);
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    rec = r;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((e, _)) => panic!("{e}"),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120)).unwrap();
+    records as f64 / start.elapsed().as_secs_f64()
+}
+
+fn main() {
+    // `cargo bench` passes --bench; nothing to parse.
+    let records: u64 = std::env::var("BUSFLOW_BENCH_RECORDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let net = Arc::new(Network::load(busflow_core::bundled_gtfs_path()).unwrap());
+
+    // Same-sized payloads: the simulator's mean record size.
+    let mut sim = Simulation::with_anchor(net.clone(), &config(), 0).unwrap();
+    let mut sinks = vec![CountingSink::default(); sim.partitions()];
+    let t = sim.sim_start();
+    sim.advance(t + 2.0, &mut sinks).unwrap();
+    let (n, bytes) = sinks.iter().fold((0, 0), |(n, b), s| (n + s.records, b + s.bytes));
+    let payload_len = (bytes / n.max(1)) as usize;
+
+    let names: Vec<Topics> = ["bare0", "sim0", "bare1", "sim1"].iter().map(|t| topics(t)).collect();
+    let (brokers, _dev) = match std::env::var("BUSFLOW_BENCH_BROKERS") {
+        Ok(b) if !b.is_empty() => (b, None),
+        _ => {
+            let raw = names.iter().map(|t| t.raw.clone()).collect();
+            let dev = DevBroker::start_with(raw, PARTITIONS).unwrap();
+            (dev.bootstrap_servers().to_string(), Some(dev))
+        }
+    };
+    let kafka = KafkaConfig::new(brokers.clone());
+    println!("broker {brokers}, {records} records per run, mean payload {payload_len} bytes");
+    let (mut bare_runs, mut sim_runs) = (Vec::new(), Vec::new());
+    for round in 0..2 {
+        let t = names[round * 2].clone();
+        let spec = [TopicSpec { name: &t.raw, compacted: false }];
+        rt.block_on(ensure_topic_specs(&kafka, &spec, PARTITIONS, Duration::from_secs(20)))
+            .unwrap();
+        let r = bare(&kafka, &t.raw, records, payload_len);
+        println!("round {round}: bare rdkafka loop        {r:>10.0} records/s");
+        bare_runs.push(r);
+
+        let t = names[round * 2 + 1].clone();
+        let spec = [TopicSpec { name: &t.raw, compacted: false }];
+        rt.block_on(ensure_topic_specs(&kafka, &spec, PARTITIONS, Duration::from_secs(20)))
+            .unwrap();
+        let cfg = SimulatorConfig { max_events: Some(records), ..config() };
+        let report = rt
+            .block_on(busflow_simulator::run(
+                cfg,
+                net.clone(),
+                kafka.clone(),
+                t,
+                CancellationToken::new(),
+            ))
+            .unwrap();
+        assert!(report.all_delivered(), "{report}");
+        let r = report.delivered_per_s();
+        println!(
+            "round {round}: simulator (gen+produce) {r:>10.0} records/s ({} records)",
+            report.delivered
+        );
+        sim_runs.push(r);
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    println!(
+        "mean: bare {:.0}/s, simulator {:.0}/s, simulator/bare = {:.1}%",
+        mean(&bare_runs),
+        mean(&sim_runs),
+        100.0 * mean(&sim_runs) / mean(&bare_runs)
+    );
+}
