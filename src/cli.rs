@@ -44,6 +44,8 @@ pub enum Command {
     /// Simulate a bus fleet from the GTFS timetable, with realistic GPS faults, into the raw
     /// topic.
     Simulate(cmd::simulate::SimulateArgs),
+    /// Replay recorded positions (NDJSON or CSV) into the raw topic, keeping their spacing.
+    Replay(cmd::replay::ReplayArgs),
 }
 
 /// Kafka connection flags, shared by every command that talks to Kafka.

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
 
+pub mod replay;
 pub mod simulate;
 pub mod up;
 
@@ -12,5 +13,6 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Up(args) => up::run(args).await,
         Command::Simulate(args) => simulate::run(args).await,
+        Command::Replay(args) => replay::run(args).await,
     }
 }
