@@ -11,15 +11,19 @@
 #![deny(missing_docs)]
 
 mod config;
+mod dataflow;
 mod parse;
 mod process;
+mod recovery;
 mod snap;
 #[cfg(test)]
 mod testnet;
 
 pub use config::PipelineConfig;
+pub use dataflow::{Report, run};
 pub use parse::{Refusal, parse};
 pub use process::{Counts, Outcome, Processor, RawMessage, validate};
+pub use recovery::{Recovery, recover};
 
 /// Errors from the pipeline.
 #[derive(Debug, thiserror::Error)]

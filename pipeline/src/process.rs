@@ -54,6 +54,11 @@ struct VehicleState {
     last_ts: i64,
     last_lat: f64,
     last_lon: f64,
+    /// The accepted fix before the last: a multipath fix that slipped through after a gap
+    /// must not make the next good fix look like a jump.
+    prev_ts: i64,
+    prev_lat: f64,
+    prev_lon: f64,
     /// The trip the device last named, so a device that keeps naming a finished trip does not
     /// undo a block continuation.
     hinted_trip: Option<TripIdx>,
@@ -68,6 +73,9 @@ struct VehicleState {
     anchor_lon: f64,
     anchor_ts: i64,
     jump_streak: u8,
+    /// The last fix agreed with one before it. A first fix has nothing to back it, so a
+    /// disagreeing second fix is not called a jump: either could be the outlier.
+    corroborated: bool,
 }
 
 const NO_TRACK: Track = Track { shape: 0, dist_m: 0.0, score: 0.0 };
@@ -78,6 +86,9 @@ impl VehicleState {
             last_ts: raw.ts,
             last_lat: raw.lat,
             last_lon: raw.lon,
+            prev_ts: raw.ts,
+            prev_lat: raw.lat,
+            prev_lon: raw.lon,
             hinted_trip: None,
             trip: None,
             tracks: [NO_TRACK; MAX_TRACKS],
@@ -89,6 +100,7 @@ impl VehicleState {
             anchor_lon: raw.lon,
             anchor_ts: raw.ts,
             jump_streak: 0,
+            corroborated: false,
         }
     }
 
@@ -141,18 +153,27 @@ pub struct Processor {
     res: Resolution,
     states: HashMap<String, VehicleState>,
     counts: Counts,
+    /// Trips per shape: among shapes that fit equally well, the busier one is likelier.
+    shape_trips: Vec<u32>,
 }
 
 impl Processor {
     /// A processor with no vehicles yet.
     pub fn new(net: Arc<Network>, cfg: &PipelineConfig) -> Result<Self, Error> {
         let res = busflow_core::h3::resolution(cfg.h3_resolution)?;
+        let mut shape_trips = vec![0u32; net.shapes.len()];
+        for t in &net.trips {
+            if let Some(n) = shape_trips.get_mut(t.shape as usize) {
+                *n += 1;
+            }
+        }
         Ok(Processor {
             net,
             cfg: cfg.clone(),
             res,
             states: HashMap::new(),
             counts: Counts::default(),
+            shape_trips,
         })
     }
 
@@ -192,6 +213,7 @@ impl Processor {
             st.n_tracks = 1;
         }
         st.speed = pos.speed_mps;
+        st.corroborated = true;
         st.bearing = pos.bearing_deg;
         if pos.status == VehicleStatus::Stopped {
             st.anchor_ts = pos.ts - self.cfg.stopped_after.as_millis() as i64;
@@ -259,11 +281,18 @@ impl Processor {
             None => VehicleState::new(&raw),
         };
         let fresh = st.last_ts == raw.ts;
+        let mut plausible_or_first = true;
         if !fresh {
-            let d = haversine_m(st.last_lat, st.last_lon, raw.lat, raw.lon);
-            let dt = ((raw.ts - st.last_ts) as f64 / 1000.0).max(0.5);
-            let implied = (d - self.cfg.gps_noise_m).max(0.0) / dt;
-            if implied > self.cfg.max_speed_mps && st.jump_streak + 1 < JUMP_STREAK_LIMIT {
+            let implied_from = |ts: i64, lat: f64, lon: f64| {
+                let d = haversine_m(lat, lon, raw.lat, raw.lon);
+                let dt = ((raw.ts - ts) as f64 / 1000.0).max(0.5);
+                (d, dt, (d - self.cfg.gps_noise_m).max(0.0) / dt)
+            };
+            let (d, dt, implied) = implied_from(st.last_ts, st.last_lat, st.last_lon);
+            let plausible = implied <= self.cfg.max_speed_mps
+                || implied_from(st.prev_ts, st.prev_lat, st.prev_lon).2 <= self.cfg.max_speed_mps;
+            plausible_or_first = plausible;
+            if !plausible && st.corroborated && st.jump_streak + 1 < JUMP_STREAK_LIMIT {
                 st.jump_streak += 1;
                 let vehicle = raw.vehicle_id.clone();
                 self.states.insert(vehicle, st);
@@ -277,7 +306,9 @@ impl Processor {
                 ));
             }
         }
+        let corroborated = !fresh && plausible_or_first;
         let pos = self.locate(&mut st, &raw, fresh, msg, now_ms);
+        st.corroborated = corroborated;
         let vehicle = raw.vehicle_id;
         self.states.insert(vehicle, st);
         pos.map(Some)
@@ -458,6 +489,11 @@ impl Processor {
         pos.h3_cell = busflow_core::h3::cell_string(clat, clon, self.res).map_err(|e| {
             Refusal::new(RejectReason::InvalidCoordinates, e.to_string(), Some(&raw.vehicle_id))
         })?;
+        if !fresh {
+            st.prev_ts = st.last_ts;
+            st.prev_lat = st.last_lat;
+            st.prev_lon = st.last_lon;
+        }
         st.last_ts = raw.ts;
         st.last_lat = raw.lat;
         st.last_lon = raw.lon;
@@ -490,7 +526,12 @@ impl Processor {
         }
         let mut out: Vec<Matched> =
             shapes.iter().map(|&s| follow(net, s, st.track(s), fix)).collect();
-        out.sort_by(|a, b| a.track.score.total_cmp(&b.track.score));
+        // Scores within a metre are a tie (shared road): then the busier shape.
+        let trips =
+            |m: &Matched| self.shape_trips.get(m.track.shape as usize).copied().unwrap_or(0);
+        out.sort_by(|a, b| {
+            a.track.score.round().total_cmp(&b.track.score.round()).then(trips(b).cmp(&trips(a)))
+        });
         out
     }
 }
@@ -642,6 +683,7 @@ mod tests {
             reason(send(&mut p, "a", NOW - 3_601_000, -16.92, 145.70, "")),
             RejectReason::TooOld
         );
+        position(send(&mut p, "a", NOW - 12_000, -16.92, 145.6999, ""));
         position(send(&mut p, "a", NOW - 10_000, -16.92, 145.70, ""));
         // 2 km in 5 s.
         assert_eq!(
@@ -653,7 +695,7 @@ mod tests {
             RejectReason::Stale
         );
         let c = p.take_counts();
-        assert_eq!(c.positions, 1);
+        assert_eq!(c.positions, 2);
         assert_eq!(c.rejected.iter().sum::<u64>(), 14);
         assert!(c.rejected.iter().all(|&n| n >= 1), "{c:?}");
     }

@@ -1,0 +1,685 @@
+//! The timely dataflow around [`Processor`]: Kafka source, exchange by vehicle, Kafka sink.
+//!
+//! ```text
+//!  raw partitions (p % workers == index)      exchange by FNV(vehicle key)
+//!  KafkaSource ──epoch e──▶ SnapAndEnrich ─────────────▶ KafkaSink ──▶ probe
+//!                           (per-vehicle state)           (holds e until every
+//!                                                          output of e is acked)
+//! ```
+//!
+//! Each worker closes an epoch every `epoch` interval whether or not it read anything, so a
+//! silent partition never holds the frontier back. When the probe passes epoch `e`, every
+//! output caused by input of epochs `<= e` is acknowledged by the broker and the source commits
+//! the raw offsets it had read by the end of `e`.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use busflow_core::{Network, RejectReason, Topics};
+use busflow_kafka::KafkaConfig;
+use busflow_kafka::rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use busflow_kafka::rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use busflow_kafka::rdkafka::message::Message;
+use busflow_kafka::rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use busflow_kafka::rdkafka::{Offset, TopicPartitionList};
+use futures::FutureExt as _;
+use serde::{Deserialize, Serialize};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::{Capability, Probe};
+use timely::dataflow::{InputHandle, ProbeHandle};
+use tokio_util::sync::CancellationToken;
+
+use crate::recovery::{Recovery, partitions_of, recover};
+use crate::{Error, Outcome, PipelineConfig, Processor, RawMessage};
+
+/// What a run did, summed over this process's workers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Raw messages read.
+    pub consumed: u64,
+    /// Positions produced (each also went to the latest topic).
+    pub positions: u64,
+    /// Rejections produced.
+    pub rejected: u64,
+    /// Exact repeats dropped.
+    pub duplicates: u64,
+    /// Replayed raw messages whose output existed already (recovery), not produced again.
+    pub replays_suppressed: u64,
+    /// Vehicles whose state was restored at startup.
+    pub restored_vehicles: usize,
+}
+
+/// A raw message on its way to the worker that owns its vehicle.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RawRecord {
+    partition: i32,
+    offset: i64,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+    route: u64,
+    consumed_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum Kind {
+    Position,
+    Rejected,
+}
+
+/// One output, serialized, waiting for the sink.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct OutRecord {
+    kind: Kind,
+    key: Vec<u8>,
+    payload: Vec<u8>,
+    event_ts: Option<i64>,
+    consumed_ms: i64,
+}
+
+struct Pending {
+    fut: DeliveryFuture,
+    topic: usize,
+    rec: Arc<OutRecord>,
+}
+
+/// FNV-1a: stable across processes and builds, unlike std's hasher, so every process of a
+/// cluster routes a vehicle to the same worker.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+fn route_of(key: Option<&[u8]>, payload: &[u8]) -> u64 {
+    if let Some(k) = key {
+        return fnv1a(k);
+    }
+    // Unkeyed: route by the payload's vehicle id so its state stays on one worker.
+    let id = serde_json::from_slice::<serde_json::Value>(payload)
+        .ok()
+        .and_then(|v| v.get("vehicle_id").and_then(|x| x.as_str()).map(str::to_string));
+    match id {
+        Some(id) => fnv1a(id.as_bytes()),
+        None => fnv1a(payload),
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn timely_config(cfg: &PipelineConfig) -> Result<timely::Config, Error> {
+    let mut args = vec![
+        "busflow-pipeline".to_string(),
+        "-w".into(),
+        cfg.workers.max(1).to_string(),
+        "-n".into(),
+        cfg.processes.max(1).to_string(),
+        "-p".into(),
+        cfg.process_index.to_string(),
+    ];
+    if let Some(h) = &cfg.hostfile {
+        args.push("-h".into());
+        args.push(h.display().to_string());
+    }
+    timely::Config::from_args(args.into_iter().skip(1)).map_err(Error::Timely)
+}
+
+/// Runs the pipeline until `shutdown` is cancelled, then drains, flushes and commits.
+///
+/// Blocking: call it from a thread of its own (`tokio::task::spawn_blocking` in async code).
+/// Waits, logging, while the brokers are unreachable. Returns what this process did.
+pub fn run(
+    cfg: PipelineConfig,
+    network: Arc<Network>,
+    kafka: KafkaConfig,
+    topics: Topics,
+    shutdown: CancellationToken,
+) -> Result<Report, Error> {
+    // Fail on bad settings before touching Kafka.
+    Processor::new(network.clone(), &cfg)?;
+    let timely_cfg = timely_config(&cfg)?;
+    let probe_consumer: BaseConsumer = kafka.client_config().create()?;
+    let Some(raw_partitions) =
+        partitions_of(&probe_consumer, &topics.raw, &kafka.brokers, &shutdown)
+    else {
+        return Ok(Report::default());
+    };
+    drop(probe_consumer);
+    let started = Instant::now();
+    let Some(recovery) = recover(&kafka, &topics, &cfg.group_id, raw_partitions, &shutdown)? else {
+        return Ok(Report::default());
+    };
+    tracing::info!(
+        raw_partitions,
+        committed = ?recovery.committed,
+        outputs_scanned = recovery.scanned,
+        already_produced_past_commit = recovery.emitted.len(),
+        vehicles = recovery.last.len(),
+        took_ms = started.elapsed().as_millis() as u64,
+        "recovered state from the output topics"
+    );
+    let shared = Arc::new(Shared {
+        cfg,
+        network,
+        kafka,
+        topics,
+        shutdown,
+        recovery,
+        raw_partitions,
+        report: Mutex::new(Report::default()),
+        errors: Mutex::new(Vec::new()),
+    });
+    let worker_shared = shared.clone();
+    let guards = timely::execute(timely_cfg, move |worker| {
+        if let Err(e) = run_worker(worker, &worker_shared) {
+            tracing::error!(worker = worker.index(), "pipeline worker failed: {e}");
+            worker_shared.shutdown.cancel();
+            if let Ok(mut errs) = worker_shared.errors.lock() {
+                errs.push(e.to_string());
+            }
+        }
+    })
+    .map_err(Error::Timely)?;
+    for r in guards.join() {
+        r.map_err(Error::Timely)?;
+    }
+    if let Some(e) = shared.errors.lock().ok().and_then(|e| e.first().cloned()) {
+        return Err(Error::Timely(e));
+    }
+    let report = shared.report.lock().map(|r| r.clone()).unwrap_or_default();
+    Ok(report)
+}
+
+struct Shared {
+    cfg: PipelineConfig,
+    network: Arc<Network>,
+    kafka: KafkaConfig,
+    topics: Topics,
+    shutdown: CancellationToken,
+    recovery: Recovery,
+    raw_partitions: i32,
+    report: Mutex<Report>,
+    errors: Mutex<Vec<String>>,
+}
+
+fn producer(kafka: &KafkaConfig) -> Result<FutureProducer, Error> {
+    let mut c = kafka.producer_config();
+    // Never give up on a record: an unreachable broker means waiting, and the offsets behind
+    // the record stay uncommitted meanwhile.
+    if !kafka.options.iter().any(|(k, _)| k == "message.timeout.ms") {
+        c.set("message.timeout.ms", "0");
+    }
+    Ok(c.create()?)
+}
+
+fn run_worker(worker: &mut timely::worker::Worker, shared: &Arc<Shared>) -> Result<(), Error> {
+    let index = worker.index();
+    let peers = worker.peers();
+    let cfg = &shared.cfg;
+    let topics = &shared.topics;
+    let mine: Vec<i32> =
+        (0..shared.raw_partitions).filter(|p| *p as usize % peers == index).collect();
+    let consumer: BaseConsumer = shared
+        .kafka
+        .client_config_with(&[
+            ("group.id", cfg.group_id.as_str()),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+        ])
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for &p in &mine {
+        let start = match shared.recovery.committed.get(&p) {
+            Some(&o) => Offset::Offset(o),
+            None => Offset::Beginning,
+        };
+        tpl.add_partition_offset(&topics.raw, p, start)?;
+    }
+    consumer.assign(&tpl)?;
+    tracing::info!(worker = index, workers = peers, partitions = ?mine, "worker reading its raw partitions");
+
+    let mut input: InputHandle<u64, CapacityContainerBuilder<Vec<RawRecord>>> = InputHandle::new();
+    let probe = ProbeHandle::new();
+    let mut processor = Processor::new(shared.network.clone(), cfg)?;
+    for pos in shared.recovery.last.values() {
+        if fnv1a(pos.vehicle_id.as_bytes()) as usize % peers == index {
+            processor.restore(pos);
+        }
+    }
+    let restored = processor.vehicles();
+    let counters =
+        Arc::new(Mutex::new(Report { restored_vehicles: restored, ..Report::default() }));
+    {
+        let producer = producer(&shared.kafka)?;
+        worker.dataflow::<u64, _, _>(|scope| {
+            let mut state = StateStage {
+                processor,
+                emitted: shared.recovery.emitted.clone(),
+                replayed: shared.recovery.replayed.clone(),
+                counters: counters.clone(),
+                last_evict: Instant::now(),
+                index,
+            };
+            let outputs =
+                input.to_stream(scope).unary::<CapacityContainerBuilder<Vec<OutRecord>>, _, _, _>(
+                    Exchange::new(|r: &RawRecord| r.route),
+                    "SnapAndEnrich",
+                    move |_cap, _info| {
+                        move |input, output| {
+                            input.for_each(|cap, data| {
+                                let Some(cap) = cap.retain_least(output.output_index()) else {
+                                    return;
+                                };
+                                let mut session = output.session(&cap);
+                                for rec in data.drain(..) {
+                                    if let Some(out) = state.handle(rec) {
+                                        session.give(out);
+                                    }
+                                }
+                            });
+                            state.flush_metrics();
+                        }
+                    },
+                );
+            let sink_scope = outputs.scope();
+            let mut sink = SinkStage {
+                producer,
+                topics: [
+                    shared.topics.positions.clone(),
+                    shared.topics.latest.clone(),
+                    shared.topics.rejected.clone(),
+                ],
+                pending: BTreeMap::new(),
+                counters: counters.clone(),
+                last_log: Instant::now(),
+                stalled_since: None,
+            };
+            outputs
+                .unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
+                    Pipeline,
+                    "KafkaSink",
+                    move |_cap, info| {
+                        let activator = sink_scope.activator_for(info.address.clone());
+                        move |(input, frontier), _output| {
+                            input.for_each(|cap, data| {
+                                let Some(time) = cap.least().copied() else { return };
+                                if let std::collections::btree_map::Entry::Vacant(slot) =
+                                    sink.pending.entry(time)
+                                    && let Some(c) = cap.retain_least(0)
+                                {
+                                    slot.insert((c, Vec::new()));
+                                }
+                                for rec in data.drain(..) {
+                                    sink.send(time, Arc::new(rec));
+                                }
+                            });
+                            sink.poll_deliveries();
+                            sink.pending.retain(|t, (_, waiting)| {
+                                !waiting.is_empty() || frontier.less_equal(t)
+                            });
+                            if sink.pending.values().any(|(_, w)| !w.is_empty()) {
+                                activator.activate();
+                            }
+                        }
+                    },
+                )
+                .probe_with(&probe);
+        });
+    }
+
+    // Source loop: read, close epochs on a timer, commit what the probe says is done.
+    let mut epoch: u64 = 0;
+    let mut epoch_started = Instant::now();
+    let mut read_to: HashMap<i32, i64> = HashMap::new();
+    let mut commits: VecDeque<(u64, Vec<(i32, i64)>)> = VecDeque::new();
+    let mut changed = false;
+    let mut consumed: u64 = 0;
+    let mut last_warn = Instant::now() - Duration::from_secs(60);
+    let mut last_lag = Instant::now();
+    let raw_label = topics.raw.clone();
+    while !shared.shutdown.is_cancelled() {
+        let mut read = 0;
+        if commits.len() < cfg.max_epochs_in_flight {
+            let first_wait = if commits.is_empty() {
+                Duration::from_millis(10)
+            } else {
+                Duration::from_millis(1)
+            };
+            while read < cfg.max_epoch_messages {
+                let wait = if read == 0 { first_wait } else { Duration::ZERO };
+                match consumer.poll(wait) {
+                    Some(Ok(m)) => {
+                        let key = m.key().map(<[u8]>::to_vec);
+                        let payload = m.payload().map(<[u8]>::to_vec).unwrap_or_default();
+                        let route = route_of(key.as_deref(), &payload);
+                        read_to.insert(m.partition(), m.offset() + 1);
+                        input.send(RawRecord {
+                            partition: m.partition(),
+                            offset: m.offset(),
+                            key,
+                            payload,
+                            route,
+                            consumed_ms: now_ms(),
+                        });
+                        read += 1;
+                    }
+                    Some(Err(e)) => {
+                        if last_warn.elapsed() > Duration::from_secs(10) {
+                            tracing::warn!(worker = index, "reading {}: {e}; retrying", topics.raw);
+                            last_warn = Instant::now();
+                        }
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        } else {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if read > 0 {
+            changed = true;
+            consumed += read as u64;
+            metrics::counter!("busflow_pipeline_events_in_total", "topic" => raw_label.clone())
+                .increment(read as u64);
+        }
+        if epoch_started.elapsed() >= cfg.epoch || read >= cfg.max_epoch_messages {
+            let snapshot =
+                if changed { read_to.iter().map(|(p, o)| (*p, *o)).collect() } else { Vec::new() };
+            changed = false;
+            commits.push_back((epoch, snapshot));
+            epoch += 1;
+            input.advance_to(epoch);
+            epoch_started = Instant::now();
+        }
+        worker.step();
+        commit_done(&consumer, &topics.raw, &probe, &mut commits, CommitMode::Async);
+        if last_lag.elapsed() > Duration::from_secs(5) {
+            last_lag = Instant::now();
+            for &p in &mine {
+                if let (Ok((_, high)), Some(pos)) = (
+                    consumer.fetch_watermarks(&topics.raw, p, Duration::from_millis(200)),
+                    read_to.get(&p),
+                ) {
+                    metrics::gauge!("busflow_pipeline_consumer_lag", "partition" => p.to_string())
+                        .set((high - pos).max(0) as f64);
+                }
+            }
+        }
+    }
+
+    // Drain: close the input, wait until every output is acknowledged, commit synchronously.
+    let last_epoch = epoch;
+    commits.push_back((epoch, read_to.iter().map(|(p, o)| (*p, *o)).collect()));
+    drop(input);
+    let drain_started = Instant::now();
+    let mut last_log = Instant::now();
+    while !probe.done() {
+        worker.step_or_park(Some(Duration::from_millis(5)));
+        if last_log.elapsed() > Duration::from_secs(10) {
+            tracing::warn!(
+                worker = index,
+                waited_s = drain_started.elapsed().as_secs(),
+                "shutting down: still waiting for the broker to acknowledge outputs (press Ctrl-C again to abandon them; they will be redone on restart)"
+            );
+            last_log = Instant::now();
+        }
+    }
+    let _ = last_epoch;
+    commit_done(&consumer, &topics.raw, &probe, &mut commits, CommitMode::Sync);
+    let mut mine_report = counters.lock().map(|r| r.clone()).unwrap_or_default();
+    mine_report.consumed = consumed;
+    if let Ok(mut total) = shared.report.lock() {
+        total.consumed += mine_report.consumed;
+        total.positions += mine_report.positions;
+        total.rejected += mine_report.rejected;
+        total.duplicates += mine_report.duplicates;
+        total.replays_suppressed += mine_report.replays_suppressed;
+        total.restored_vehicles += mine_report.restored_vehicles;
+    }
+    tracing::info!(worker = index, consumed, "worker stopped after committing its offsets");
+    Ok(())
+}
+
+/// Commits the offsets of every epoch the probe has passed.
+fn commit_done(
+    consumer: &BaseConsumer,
+    topic: &str,
+    probe: &ProbeHandle<u64>,
+    commits: &mut VecDeque<(u64, Vec<(i32, i64)>)>,
+    mode: CommitMode,
+) {
+    let mut latest: Option<Vec<(i32, i64)>> = None;
+    while let Some((e, _)) = commits.front() {
+        if probe.less_equal(e) && !probe.done() {
+            break;
+        }
+        if let Some((_, offsets)) = commits.pop_front()
+            && !offsets.is_empty()
+        {
+            latest = Some(offsets);
+        }
+    }
+    let Some(offsets) = latest else { return };
+    let mut tpl = TopicPartitionList::new();
+    for (p, o) in offsets {
+        if tpl.add_partition_offset(topic, p, Offset::Offset(o)).is_err() {
+            return;
+        }
+    }
+    if let Err(e) = consumer.commit(&tpl, mode) {
+        // The next epoch's commit covers these offsets too; a failure only means more replay.
+        tracing::warn!("committing offsets on {topic}: {e}");
+    }
+}
+
+/// The state-owning side: runs the processor and skips outputs recovery says exist already.
+struct StateStage {
+    processor: Processor,
+    emitted: std::collections::HashSet<(i32, i64)>,
+    replayed: HashMap<(String, i64), (f64, f64)>,
+    counters: Arc<Mutex<Report>>,
+    last_evict: Instant,
+    index: usize,
+}
+
+impl StateStage {
+    fn handle(&mut self, rec: RawRecord) -> Option<OutRecord> {
+        let msg = RawMessage {
+            payload: &rec.payload,
+            key: rec.key.as_deref(),
+            partition: rec.partition,
+            offset: rec.offset,
+        };
+        let outcome = self.processor.process(msg, now_ms());
+        let already = !self.emitted.is_empty() && self.emitted.remove(&(rec.partition, rec.offset));
+        if already {
+            if let Ok(mut c) = self.counters.lock() {
+                c.replays_suppressed += 1;
+            }
+            metrics::counter!("busflow_pipeline_replays_suppressed_total").increment(1);
+            return None;
+        }
+        let out = match outcome {
+            Outcome::Position(p) => OutRecord {
+                kind: Kind::Position,
+                key: p.vehicle_id.as_bytes().to_vec(),
+                payload: serde_json::to_vec(&p).ok()?,
+                event_ts: Some(p.ts),
+                consumed_ms: rec.consumed_ms,
+            },
+            Outcome::Rejected(r) => {
+                // State restored past this replayed message can call an exact repeat of a
+                // produced position stale; it was a duplicate the first time round.
+                if r.reason == RejectReason::Stale
+                    && !self.replayed.is_empty()
+                    && let Ok(raw) = crate::parse(&rec.payload, rec.key.as_deref(), usize::MAX)
+                    && let Some((lat, lon)) = self.replayed.get(&(raw.vehicle_id.clone(), raw.ts))
+                    && (lat - raw.lat).abs() < 1e-8
+                    && (lon - raw.lon).abs() < 1e-8
+                {
+                    if let Ok(mut c) = self.counters.lock() {
+                        c.duplicates += 1;
+                    }
+                    return None;
+                }
+                OutRecord {
+                    kind: Kind::Rejected,
+                    key: r.vehicle_id.clone().unwrap_or_default().into_bytes(),
+                    payload: serde_json::to_vec(&r).ok()?,
+                    event_ts: None,
+                    consumed_ms: rec.consumed_ms,
+                }
+            }
+            Outcome::Duplicate => return None,
+        };
+        Some(out)
+    }
+
+    fn flush_metrics(&mut self) {
+        let c = self.processor.take_counts();
+        if let Ok(mut r) = self.counters.lock() {
+            r.duplicates += c.duplicates;
+        }
+        for (i, n) in c.rejected.iter().enumerate() {
+            if *n > 0 {
+                let reason = RejectReason::ALL[i].as_str();
+                metrics::counter!("busflow_pipeline_rejected_total", "reason" => reason)
+                    .increment(*n);
+                if RejectReason::ALL[i] == RejectReason::Stale {
+                    metrics::counter!("busflow_pipeline_stale_total").increment(*n);
+                }
+            }
+        }
+        if c.duplicates > 0 {
+            metrics::counter!("busflow_pipeline_duplicates_total").increment(c.duplicates);
+        }
+        if c.off_route > 0 {
+            metrics::counter!("busflow_pipeline_off_route_total").increment(c.off_route);
+        }
+        if self.last_evict.elapsed() > Duration::from_secs(10) {
+            self.last_evict = Instant::now();
+            let evicted = self.processor.evict(now_ms());
+            if evicted > 0 {
+                tracing::debug!(worker = self.index, evicted, "evicted silent vehicles");
+            }
+            metrics::gauge!("busflow_pipeline_state_vehicles", "worker" => self.index.to_string())
+                .set(self.processor.vehicles() as f64);
+        }
+    }
+}
+
+/// The producing side: sends, and holds each epoch until its deliveries are acknowledged.
+struct SinkStage {
+    producer: FutureProducer,
+    /// positions, latest, rejected
+    topics: [String; 3],
+    pending: BTreeMap<u64, (Capability<u64>, Vec<Pending>)>,
+    counters: Arc<Mutex<Report>>,
+    last_log: Instant,
+    stalled_since: Option<Instant>,
+}
+
+impl SinkStage {
+    fn send(&mut self, time: u64, rec: Arc<OutRecord>) {
+        let targets: &[usize] = match rec.kind {
+            Kind::Position => &[0, 1],
+            Kind::Rejected => &[2],
+        };
+        for &topic in targets {
+            let fut = self.produce(topic, &rec);
+            if let Some((_, waiting)) = self.pending.get_mut(&time) {
+                waiting.push(Pending { fut, topic, rec: rec.clone() });
+            }
+        }
+        if let Ok(mut c) = self.counters.lock() {
+            match rec.kind {
+                Kind::Position => c.positions += 1,
+                Kind::Rejected => c.rejected += 1,
+            }
+        }
+    }
+
+    fn produce(&mut self, topic: usize, rec: &OutRecord) -> DeliveryFuture {
+        loop {
+            let record = FutureRecord::to(&self.topics[topic]).key(&rec.key).payload(&rec.payload);
+            match self.producer.send_result(record) {
+                Ok(f) => return f,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((e, _)) => {
+                    if self.last_log.elapsed() > Duration::from_secs(10) {
+                        tracing::warn!("producing to {}: {e}; retrying", self.topics[topic]);
+                        self.last_log = Instant::now();
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+
+    fn poll_deliveries(&mut self) {
+        let now = now_ms();
+        let mut resend: Vec<(u64, usize, Arc<OutRecord>)> = Vec::new();
+        let mut waiting_total = 0;
+        let mut completed = 0;
+        for (time, (_, waiting)) in self.pending.iter_mut() {
+            waiting.retain_mut(|p| match (&mut p.fut).now_or_never() {
+                None => true,
+                Some(Ok(Ok(_))) => {
+                    completed += 1;
+                    let topic = &self.topics[p.topic];
+                    metrics::counter!("busflow_pipeline_events_out_total", "topic" => topic.clone()).increment(1);
+                    if p.topic != 1 {
+                        if let Some(ts) = p.rec.event_ts {
+                            metrics::histogram!("busflow_pipeline_latency_seconds", "stage" => "event_to_ack")
+                                .record((now - ts).max(0) as f64 / 1000.0);
+                        }
+                        metrics::histogram!("busflow_pipeline_latency_seconds", "stage" => "consume_to_ack")
+                            .record((now - p.rec.consumed_ms).max(0) as f64 / 1000.0);
+                    }
+                    false
+                }
+                Some(Ok(Err((e, _)))) => {
+                    tracing::warn!("delivery to {} failed: {e}; producing it again", self.topics[p.topic]);
+                    resend.push((*time, p.topic, p.rec.clone()));
+                    false
+                }
+                Some(Err(_)) => {
+                    resend.push((*time, p.topic, p.rec.clone()));
+                    false
+                }
+            });
+            waiting_total += waiting.len();
+        }
+        for (time, topic, rec) in resend {
+            let fut = self.produce(topic, &rec);
+            if let Some((_, waiting)) = self.pending.get_mut(&time) {
+                waiting.push(Pending { fut, topic, rec });
+            }
+        }
+        if waiting_total == 0 || completed > 0 {
+            self.stalled_since = None;
+        } else {
+            let since = *self.stalled_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > Duration::from_secs(10)
+                && self.last_log.elapsed() > Duration::from_secs(10)
+            {
+                tracing::warn!(
+                    waiting = waiting_total,
+                    stalled_s = since.elapsed().as_secs(),
+                    "no acknowledgement from the broker; outputs stay queued and their raw offsets uncommitted until it answers"
+                );
+                self.last_log = Instant::now();
+            }
+        }
+    }
+}
