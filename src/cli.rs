@@ -41,11 +41,16 @@ pub enum Command {
     /// Run the whole system in one process: broker (in-process unless --brokers), simulator,
     /// pipeline and gateway.
     Up(cmd::up::UpArgs),
+    /// Serve live viewport streams (SSE, WebSocket), latest-state queries and GTFS-realtime
+    /// from the positions topics.
+    Gateway(cmd::gateway::GatewayArgs),
     /// Simulate a bus fleet from the GTFS timetable, with realistic GPS faults, into the raw
     /// topic.
     Simulate(cmd::simulate::SimulateArgs),
     /// Replay recorded positions (NDJSON or CSV) into the raw topic, keeping their spacing.
     Replay(cmd::replay::ReplayArgs),
+    /// Feed raw positions from a live source (GTFS-realtime) into the raw topic.
+    Ingest(cmd::ingest::IngestArgs),
 }
 
 /// Kafka connection flags, shared by every command that talks to Kafka.

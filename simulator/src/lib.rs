@@ -14,6 +14,7 @@
 //! - [`Simulation`]: the deterministic, multi-threaded generator, writing to any [`Sink`].
 //! - [`generate`]: a whole run in memory with its truth, for tests of downstream stages.
 //! - [`replay`]: recorded positions (NDJSON or CSV) back onto the raw topic, same spacing.
+//! - [`ingest_gtfs_rt`]: a live GTFS-realtime VehiclePositions feed polled onto the raw topic.
 //! - [`run`]: produce to Kafka with backpressure, a rate cap, progress and a final
 //!   [`SimReport`]; what `busflow simulate` and `busflow up` call.
 //!
@@ -38,6 +39,8 @@
 
 mod config;
 mod encode;
+pub mod gtfs_rt;
+mod ingest;
 mod kafka;
 mod motion;
 mod plan;
@@ -50,6 +53,7 @@ mod vehicle;
 /// The date and time types of [`SimulatorConfig`], re-exported so callers need not pin chrono.
 pub use chrono::{NaiveDate, NaiveTime};
 pub use config::{FaultConfig, SimulatorConfig};
+pub use ingest::{IngestConfig, IngestReport, convert as convert_gtfs_rt, ingest_gtfs_rt};
 pub use kafka::{SimReport, run};
 pub use replay::{CSV_FIELDS, ReplayConfig, ReplayFormat, ReplayReport, parse_ts, replay};
 pub use sim::{GeneratedRecord, Simulation, generate};
