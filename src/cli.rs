@@ -41,6 +41,9 @@ pub enum Command {
     /// Run the whole system in one process: broker (in-process unless --brokers), simulator,
     /// pipeline and gateway.
     Up(cmd::up::UpArgs),
+    /// Serve live viewport streams (SSE, WebSocket), latest-state queries and GTFS-realtime
+    /// from the positions topics.
+    Gateway(cmd::gateway::GatewayArgs),
     /// Simulate a bus fleet from the GTFS timetable, with realistic GPS faults, into the raw
     /// topic.
     Simulate(cmd::simulate::SimulateArgs),

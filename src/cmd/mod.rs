@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
 
+pub mod gateway;
 pub mod ingest;
 pub mod replay;
 pub mod simulate;
@@ -13,6 +14,7 @@ pub mod up;
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Up(args) => up::run(args).await,
+        Command::Gateway(args) => gateway::run(args).await,
         Command::Simulate(args) => simulate::run(args).await,
         Command::Replay(args) => replay::run(args).await,
         Command::Ingest(args) => ingest::run(args).await,

@@ -1,0 +1,55 @@
+//! JSON form of stream events, shared by SSE (`data:`) and WebSocket (text frames).
+
+use std::sync::Arc;
+
+use busflow_core::VehiclePosition;
+use serde::Serialize;
+
+use crate::subscription::queue::{DensityCell, Outgoing, RemoveReason};
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Wire<'a> {
+    Snapshot { vehicles: &'a [Arc<VehiclePosition>], resumed: bool },
+    Update { vehicle: &'a VehiclePosition },
+    Remove { vehicle_id: &'a str, reason: RemoveReason },
+    Density { resolution: u8, total: usize, cells: &'a [DensityCell] },
+    Diff { removed: &'a [String], added: &'a [Arc<VehiclePosition>] },
+    Error { error: &'a str, message: &'a str },
+}
+
+/// The event's JSON text.
+pub(crate) fn to_json(e: &Outgoing) -> String {
+    let w = match e {
+        Outgoing::Snapshot { vehicles, resumed } => Wire::Snapshot { vehicles, resumed: *resumed },
+        Outgoing::Update(p) => Wire::Update { vehicle: p },
+        Outgoing::Remove { vehicle_id, reason } => Wire::Remove { vehicle_id, reason: *reason },
+        Outgoing::Density(f) => {
+            Wire::Density { resolution: f.resolution, total: f.total, cells: &f.cells }
+        }
+        Outgoing::Diff { removed, added } => Wire::Diff { removed, added },
+        Outgoing::Error { code, message } => Wire::Error { error: code, message },
+    };
+    // Serializing these types cannot fail (no maps with non-string keys, no custom impls).
+    serde_json::to_string(&w).unwrap_or_else(|e| {
+        format!(
+            r#"{{"type":"error","error":"internal","message":"{}"}}"#,
+            e.to_string().escape_default()
+        )
+    })
+}
+
+/// Records delivery metrics for a batch about to be written.
+pub(crate) fn observe_sent(batch: &[Outgoing], bytes: usize, transport: &'static str) {
+    let now = crate::live::now_ms();
+    let h = metrics::histogram!("busflow_gateway_delivery_latency_seconds");
+    for e in batch {
+        if let Outgoing::Update(p) = e {
+            h.record((now - p.processed_ts).max(0) as f64 / 1000.0);
+        }
+    }
+    metrics::counter!("busflow_gateway_events_sent_total", "transport" => transport)
+        .increment(batch.len() as u64);
+    metrics::counter!("busflow_gateway_bytes_sent_total", "transport" => transport)
+        .increment(bytes as u64);
+}

@@ -1,0 +1,215 @@
+//! `GET /v1/ws`: the stream events over a WebSocket, with in-place viewport changes.
+//!
+//! Client messages: `{"type":"subscribe","bbox":[w,s,e,n] or "w,s,e,n","routes":["110"],
+//! "min_interval_ms":250}`. The first subscribe (or the `bbox` query parameter) answers with a
+//! `snapshot`; later ones with a `diff`. A message the server cannot use gets an `invalid` reply and
+//! the connection stays open.
+
+use std::time::Duration;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use futures::{SinkExt, StreamExt};
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use super::limits::ConnPermit;
+use super::params::{MAX_MIN_INTERVAL_MS, Params, parse_routes, stream_params};
+use super::{AppState, ConnMeta, wire};
+use crate::error::ApiError;
+use crate::live::Subscriber;
+use crate::subscription::queue::Outgoing;
+use crate::viewport::{Bbox, Filter};
+
+/// Largest client message accepted.
+const MAX_MESSAGE: usize = 16 * 1024;
+
+pub(crate) async fn upgrade(
+    State(state): State<AppState>,
+    meta: ConnMeta,
+    RawQuery(query): RawQuery,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    state.require_ready()?;
+    let has_bbox = Params::parse(
+        query.as_deref(),
+        &["bbox", "routes", "min_interval_ms"],
+        state.config().max_query_len,
+    )?
+    .get("bbox")
+    .is_some();
+    let initial =
+        if has_bbox { Some(stream_params(query.as_deref(), state.config())?) } else { None };
+    // Parameters are checked before the upgrade headers, so bad input gets the same JSON 400 as
+    // on the other endpoints.
+    let ws = ws.map_err(|e| ApiError::bad_request("websocket_upgrade_required", e.body_text()))?;
+    let permit = state.inner.limiter.acquire(meta.ip, "ws")?;
+    Ok(ws
+        .max_message_size(MAX_MESSAGE)
+        .on_upgrade(move |socket| session(socket, state, initial, permit))
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum ClientMessage {
+    Subscribe {
+        bbox: BboxField,
+        #[serde(default)]
+        routes: Option<RoutesField>,
+        #[serde(default)]
+        min_interval_ms: Option<u64>,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum BboxField {
+    Array([f64; 4]),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RoutesField {
+    List(Vec<String>),
+    Text(String),
+}
+
+fn parse_subscribe(text: &str, state: &AppState) -> Result<(Filter, Duration), ApiError> {
+    let msg: ClientMessage = serde_json::from_str(text).map_err(|e| {
+        ApiError::bad_request("invalid_message", format!("expected a subscribe message: {e}"))
+    })?;
+    let ClientMessage::Subscribe { bbox, routes, min_interval_ms } = msg;
+    let bbox = match bbox {
+        BboxField::Array([w, s, e, n]) => Bbox::new(w, s, e, n),
+        BboxField::Text(t) => Bbox::parse(&t),
+    }
+    .map_err(|e| ApiError::bad_request("invalid_bbox", e.to_string()))?
+    .check_span(state.config().max_bbox_span_deg)
+    .map_err(|e| ApiError::bad_request("bbox_too_large", e.to_string()))?;
+    let max = state.config().max_routes;
+    let routes = match routes {
+        None => None,
+        Some(RoutesField::List(v)) => Some(parse_routes(v.iter().map(String::as_str), max)?),
+        Some(RoutesField::Text(t)) => Some(parse_routes(t.split(','), max)?),
+    };
+    let iv = min_interval_ms.unwrap_or(0);
+    if iv > MAX_MIN_INTERVAL_MS {
+        return Err(ApiError::bad_request(
+            "invalid_parameter",
+            format!("min_interval_ms must be at most {MAX_MIN_INTERVAL_MS}"),
+        ));
+    }
+    Ok((Filter { bbox, routes }, Duration::from_millis(iv)))
+}
+
+fn invalid(e: &ApiError) -> Message {
+    let v = serde_json::json!({"type": "invalid", "error": e.code, "message": e.message});
+    Message::Text(v.to_string().into())
+}
+
+async fn next_batch(
+    sub: &Option<Subscriber>,
+    not_before: Option<Instant>,
+    coalesce: bool,
+) -> Vec<Outgoing> {
+    match sub {
+        Some(s) => {
+            if let Some(t) = not_before {
+                tokio::time::sleep_until(t).await;
+            }
+            s.queue.next_batch(coalesce).await
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn session(
+    socket: WebSocket,
+    state: AppState,
+    initial: Option<(Filter, Duration)>,
+    _permit: ConnPermit,
+) {
+    let live = state.live().clone();
+    let shutdown = state.inner.shutdown.clone();
+    let idle_timeout = state.config().idle_timeout;
+    let (mut tx, mut rx) = socket.split();
+    let (mut sub, mut min_interval) = match initial {
+        Some((f, iv)) => (Some(live.subscribe(f, false)), iv),
+        None => (None, Duration::ZERO),
+    };
+    let mut last_heard = Instant::now();
+    let mut last_flush: Option<Instant> = None;
+    let mut ping = tokio::time::interval(state.config().heartbeat);
+    ping.tick().await;
+    let reason = loop {
+        let not_before = last_flush.filter(|_| !min_interval.is_zero()).map(|t| t + min_interval);
+        tokio::select! {
+            batch = next_batch(&sub, not_before, !min_interval.is_zero()) => {
+                last_flush = Some(Instant::now());
+                let mut bytes = 0;
+                let mut fatal = false;
+                for e in &batch {
+                    let text = wire::to_json(e);
+                    bytes += text.len();
+                    fatal |= matches!(e, Outgoing::Error { .. });
+                    if tx.send(Message::Text(text.into())).await.is_err() {
+                        fatal = true;
+                        break;
+                    }
+                }
+                wire::observe_sent(&batch, bytes, "ws");
+                if fatal {
+                    break "slow_consumer";
+                }
+            }
+            msg = rx.next() => match msg {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break "client_closed",
+                Some(Ok(Message::Text(t))) => {
+                    last_heard = Instant::now();
+                    match parse_subscribe(t.as_str(), &state) {
+                        Ok((filter, iv)) => {
+                            min_interval = iv;
+                            match &sub {
+                                Some(s) => { live.resubscribe(s.id, filter); }
+                                None => sub = Some(live.subscribe(filter, false)),
+                            }
+                        }
+                        Err(e) => {
+                            if tx.send(invalid(&e)).await.is_err() {
+                                break "client_closed";
+                            }
+                        }
+                    }
+                }
+                Some(Ok(_)) => last_heard = Instant::now(),
+            },
+            _ = ping.tick() => {
+                if last_heard.elapsed() > idle_timeout {
+                    let e = Outgoing::Error { code: "idle_timeout", message: format!("nothing heard from the client for {idle_timeout:?}") };
+                    let _ = tx.send(Message::Text(wire::to_json(&e).into())).await;
+                    break "idle_timeout";
+                }
+                if tx.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    break "client_closed";
+                }
+            }
+            _ = shutdown.cancelled() => {
+                let e = Outgoing::Error { code: "shutting_down", message: "the gateway is shutting down; reconnect to another instance".into() };
+                let _ = tx.send(Message::Text(wire::to_json(&e).into())).await;
+                break "shutdown";
+            }
+        }
+    };
+    let _ = tx.send(Message::Close(None)).await;
+    if let Some(s) = &sub {
+        live.unsubscribe(s.id);
+    }
+    if reason != "slow_consumer" {
+        // Slow consumers are counted where they are closed.
+        metrics::counter!("busflow_gateway_disconnects_total", "reason" => reason).increment(1);
+    }
+}

@@ -1,0 +1,488 @@
+//! The live state: vehicles plus subscriptions, kept consistent under one lock so a snapshot and
+//! the updates after it never miss or repeat a change.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use busflow_core::VehiclePosition;
+use h3o::{CellIndex, LatLng};
+use tokio::sync::watch;
+
+use crate::state::{Upsert, VehicleStore};
+use crate::subscription::index::{SubId, SubscriptionIndex};
+use crate::subscription::queue::{
+    ClientQueue, DensityCell, DensityFrame, Outgoing, Pushed, QueueLimits, RemoveReason,
+};
+use crate::viewport::{Filter, cell_at, display_point};
+
+/// Density frames aim at about this many cells.
+const DENSITY_TARGET_CELLS: f64 = 150.0;
+
+/// Settings of the live state.
+#[derive(Debug, Clone, Copy)]
+pub struct LiveSettings {
+    /// Vehicles gone silent this long are dropped.
+    pub stale_after: Duration,
+    /// Above this many vehicles in a viewport, the subscription gets density events instead.
+    pub max_vehicles_per_stream: usize,
+    /// Per-client buffer limits.
+    pub queue: QueueLimits,
+}
+
+#[derive(Debug)]
+struct Client {
+    queue: Arc<ClientQueue>,
+    visible: usize,
+    dense: bool,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    store: VehicleStore,
+    index: SubscriptionIndex<Client>,
+    scratch: Vec<SubId>,
+}
+
+/// A subscription handle: its id and the queue its events arrive on.
+#[derive(Debug, Clone)]
+pub struct Subscriber {
+    /// Id for [`LiveState::resubscribe`] and [`LiveState::unsubscribe`].
+    pub id: SubId,
+    /// Outgoing events.
+    pub queue: Arc<ClientQueue>,
+}
+
+/// Latest vehicle positions and the subscriptions that follow them.
+#[derive(Debug)]
+pub struct LiveState {
+    inner: Mutex<Inner>,
+    ready: watch::Sender<bool>,
+    settings: LiveSettings,
+}
+
+/// Milliseconds since the unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl LiveState {
+    /// Empty state, not ready.
+    pub fn new(settings: LiveSettings) -> Arc<Self> {
+        Arc::new(LiveState {
+            inner: Mutex::new(Inner::default()),
+            ready: watch::channel(false).0,
+            settings,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &LiveSettings {
+        &self.settings
+    }
+
+    /// Marks the initial state as loaded (`/readyz` turns 200).
+    pub fn mark_ready(&self) {
+        self.ready.send_replace(true);
+    }
+
+    /// Whether the initial state is loaded.
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// Waits until the initial state is loaded.
+    pub async fn wait_ready(&self) {
+        let mut rx = self.ready.subscribe();
+        let _ = rx.wait_for(|r| *r).await;
+    }
+
+    /// Applies one position seen now and tells interested subscribers.
+    pub fn apply(&self, pos: VehiclePosition) {
+        self.apply_seen(pos, now_ms());
+    }
+
+    /// Applies one position seen at `seen_ms` (wall clock). Positions older (by device time)
+    /// than the one held are ignored, so replaying overlapping history is harmless.
+    pub fn apply_seen(&self, pos: VehiclePosition, seen_ms: i64) {
+        let started = Instant::now();
+        let new = Arc::new(pos);
+        let mut g = self.lock();
+        let inner = &mut *g;
+        let old = match inner.store.upsert(new.clone(), seen_ms) {
+            Upsert::Ignored => return,
+            Upsert::Inserted => None,
+            Upsert::Replaced(old) => Some(old),
+        };
+        if inner.index.is_empty() {
+            return;
+        }
+        let mut cands = std::mem::take(&mut inner.scratch);
+        cands.clear();
+        let (lat, lon) = display_point(&new);
+        inner.index.candidates(lat, lon, &mut cands);
+        if let Some(o) = &old {
+            let (olat, olon) = display_point(o);
+            inner.index.candidates(olat, olon, &mut cands);
+        }
+        cands.sort_unstable();
+        cands.dedup();
+        let mut sent = 0u64;
+        let mut closed = Vec::new();
+        for id in &cands {
+            let Some(sub) = inner.index.get_mut(*id) else { continue };
+            let was = old.as_ref().is_some_and(|o| sub.filter.matches(o));
+            let is = sub.filter.matches(&new);
+            let client = &mut sub.data;
+            let event = if is {
+                if !was {
+                    client.visible += 1;
+                }
+                Outgoing::Update(new.clone())
+            } else if was {
+                client.visible = client.visible.saturating_sub(1);
+                let reason = if sub.filter.in_view(&new) {
+                    RemoveReason::Filtered
+                } else {
+                    RemoveReason::LeftViewport
+                };
+                Outgoing::Remove { vehicle_id: new.vehicle_id.clone(), reason }
+            } else {
+                continue;
+            };
+            if !client.dense {
+                if note_push(client.queue.push(event)) {
+                    closed.push(*id);
+                }
+                sent += 1;
+            }
+        }
+        // A closed client gets nothing more: stop matching it now rather than when its
+        // connection finally goes away.
+        for id in closed {
+            inner.index.remove(id);
+        }
+        inner.scratch = cands;
+        drop(g);
+        if sent > 0 {
+            metrics::counter!("busflow_gateway_events_queued_total").increment(sent);
+            metrics::histogram!("busflow_gateway_fanout_seconds")
+                .record(started.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Subscribes; the initial snapshot (or density frame) is the first event on the queue.
+    pub fn subscribe(&self, filter: Filter, resumed: bool) -> Subscriber {
+        let queue = ClientQueue::new(self.settings.queue);
+        let mut g = self.lock();
+        let matching = g.store.matching(&filter);
+        let dense = matching.len() > self.settings.max_vehicles_per_stream;
+        let first = if dense {
+            Outgoing::Density(Arc::new(density(&g.store, &filter)))
+        } else {
+            Outgoing::Snapshot { vehicles: matching.clone(), resumed }
+        };
+        queue.push(first);
+        let client = Client { queue: queue.clone(), visible: matching.len(), dense };
+        let id = g.index.insert(filter, client);
+        Subscriber { id, queue }
+    }
+
+    /// Changes a subscription's viewport and filters; queues a diff (or a density frame, or a
+    /// snapshot when leaving density mode).
+    pub fn resubscribe(&self, id: SubId, filter: Filter) -> bool {
+        let mut g = self.lock();
+        let inner = &mut *g;
+        let Some(sub) = inner.index.get(id) else { return false };
+        let was_dense = sub.data.dense;
+        let before: HashSet<String> = if was_dense {
+            HashSet::new()
+        } else {
+            inner.store.matching(&sub.filter).iter().map(|p| p.vehicle_id.clone()).collect()
+        };
+        let after = inner.store.matching(&filter);
+        let dense = after.len() > self.settings.max_vehicles_per_stream;
+        let event = if dense {
+            Outgoing::Density(Arc::new(density(&inner.store, &filter)))
+        } else if was_dense {
+            Outgoing::Snapshot { vehicles: after.clone(), resumed: false }
+        } else {
+            let keep: HashSet<&str> = after.iter().map(|p| p.vehicle_id.as_str()).collect();
+            let mut removed: Vec<String> =
+                before.iter().filter(|id| !keep.contains(id.as_str())).cloned().collect();
+            removed.sort();
+            Outgoing::Diff { removed, added: after.clone() }
+        };
+        inner.index.update(id, filter);
+        if let Some(sub) = inner.index.get_mut(id) {
+            sub.data.visible = after.len();
+            sub.data.dense = dense;
+            let _ = note_push(sub.data.queue.push(event));
+        }
+        true
+    }
+
+    /// Drops a subscription.
+    pub fn unsubscribe(&self, id: SubId) {
+        self.lock().index.remove(id);
+    }
+
+    /// Periodic work, about once a second: evicts vehicles silent for `stale_after` (telling
+    /// their subscribers), switches subscriptions into and out of density mode, and refreshes
+    /// density frames.
+    pub fn tick(&self, now_ms: i64) {
+        let cutoff = now_ms - self.settings.stale_after.as_millis() as i64;
+        let mut g = self.lock();
+        let inner = &mut *g;
+        let gone = inner.store.evict_seen_before(cutoff);
+        if !gone.is_empty() {
+            metrics::counter!("busflow_gateway_vehicles_evicted_total")
+                .increment(gone.len() as u64);
+        }
+        let mut cands = std::mem::take(&mut inner.scratch);
+        for p in &gone {
+            cands.clear();
+            let (lat, lon) = display_point(p);
+            inner.index.candidates(lat, lon, &mut cands);
+            cands.sort_unstable();
+            cands.dedup();
+            for id in &cands {
+                let Some(sub) = inner.index.get_mut(*id) else { continue };
+                if sub.filter.matches(p) {
+                    sub.data.visible = sub.data.visible.saturating_sub(1);
+                    if !sub.data.dense {
+                        let _ = note_push(sub.data.queue.push(Outgoing::Remove {
+                            vehicle_id: p.vehicle_id.clone(),
+                            reason: RemoveReason::Stale,
+                        }));
+                    }
+                }
+            }
+        }
+        inner.scratch = cands;
+        let max = self.settings.max_vehicles_per_stream;
+        let store = &inner.store;
+        for (_, sub) in inner.index.iter_mut() {
+            let c = &mut sub.data;
+            if c.dense && c.visible <= max {
+                c.dense = false;
+                let vehicles = store.matching(&sub.filter);
+                c.visible = vehicles.len();
+                let _ = note_push(c.queue.push(Outgoing::Snapshot { vehicles, resumed: false }));
+            } else if c.dense || c.visible > max {
+                c.dense = true;
+                let _ = note_push(
+                    c.queue.push(Outgoing::Density(Arc::new(density(store, &sub.filter)))),
+                );
+            }
+        }
+        metrics::gauge!("busflow_gateway_vehicles").set(inner.store.len() as f64);
+        metrics::gauge!("busflow_gateway_subscriptions").set(inner.index.len() as f64);
+    }
+
+    /// Vehicles matching a filter, sorted by id.
+    pub fn vehicles(&self, filter: &Filter) -> Vec<Arc<VehiclePosition>> {
+        self.lock().store.matching(filter)
+    }
+
+    /// Every vehicle, sorted by id.
+    pub fn all_vehicles(&self) -> Vec<Arc<VehiclePosition>> {
+        let mut v: Vec<_> = self.lock().store.iter().cloned().collect();
+        v.sort_by(|a, b| a.vehicle_id.cmp(&b.vehicle_id));
+        v
+    }
+
+    /// One vehicle.
+    pub fn vehicle(&self, id: &str) -> Option<Arc<VehiclePosition>> {
+        self.lock().store.get(id).cloned()
+    }
+
+    /// Number of vehicles held.
+    pub fn vehicle_count(&self) -> usize {
+        self.lock().store.len()
+    }
+
+    /// Number of live subscriptions.
+    pub fn subscription_count(&self) -> usize {
+        self.lock().index.len()
+    }
+
+    /// Closes every subscription with a final event (used on shutdown).
+    pub fn close_all(&self, code: &'static str, message: &str) {
+        let g = self.lock();
+        for (_, sub) in g.index.iter() {
+            sub.data.queue.close(code, message);
+        }
+    }
+}
+
+/// Counts what a push did; true when the client is closed.
+fn note_push(p: Pushed) -> bool {
+    match p {
+        Pushed::Coalesced(n) => {
+            metrics::counter!("busflow_gateway_updates_coalesced_total").increment(n as u64);
+            false
+        }
+        Pushed::ClosedNow => {
+            metrics::counter!("busflow_gateway_disconnects_total", "reason" => "slow_consumer")
+                .increment(1);
+            true
+        }
+        Pushed::Closed => true,
+        Pushed::Queued => false,
+    }
+}
+
+/// Vehicle counts per H3 cell inside the filter, at a resolution that fits the viewport.
+pub(crate) fn density(store: &VehicleStore, filter: &Filter) -> DensityFrame {
+    let r = filter.bbox.resolution_for(DENSITY_TARGET_CELLS, 0, 12);
+    let mut counts: HashMap<CellIndex, usize> = HashMap::new();
+    let mut total = 0;
+    for p in store.in_bbox(&filter.bbox) {
+        if !filter.route_ok(p) {
+            continue;
+        }
+        let (lat, lon) = display_point(p);
+        if let Some(c) = cell_at(lat, lon, r) {
+            *counts.entry(c).or_default() += 1;
+            total += 1;
+        }
+    }
+    let mut cells: Vec<DensityCell> = counts
+        .into_iter()
+        .map(|(c, count)| {
+            let ll = LatLng::from(c);
+            DensityCell { cell: c.to_string(), lat: ll.lat(), lon: ll.lng(), count }
+        })
+        .collect();
+    cells.sort_by(|a, b| a.cell.cmp(&b.cell));
+    DensityFrame { resolution: u8::from(r), total, cells }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::tests::vp;
+    use crate::viewport::Bbox;
+
+    fn live(max: usize) -> Arc<LiveState> {
+        LiveState::new(LiveSettings {
+            stale_after: Duration::from_secs(30),
+            max_vehicles_per_stream: max,
+            queue: QueueLimits { capacity: 64, slow_timeout: Duration::from_secs(10) },
+        })
+    }
+
+    fn view() -> Filter {
+        Filter::bbox(Bbox::new(145.70, -16.95, 145.75, -16.90).unwrap())
+    }
+
+    #[test]
+    fn snapshot_then_enter_move_leave() {
+        let s = live(100);
+        s.apply_seen(vp("in", 1, -16.92, 145.72, None), 1);
+        s.apply_seen(vp("out", 1, -16.80, 145.72, None), 1);
+        let sub = s.subscribe(view(), false);
+        let first = sub.queue.try_batch(false).unwrap();
+        match &first[..] {
+            [Outgoing::Snapshot { vehicles, .. }] => {
+                assert_eq!(vehicles.len(), 1);
+                assert_eq!(vehicles[0].vehicle_id, "in");
+            }
+            other => panic!("{other:?}"),
+        }
+        s.apply_seen(vp("out", 2, -16.93, 145.73, None), 2); // enters
+        s.apply_seen(vp("in", 2, -16.94, 145.74, None), 2); // moves inside
+        s.apply_seen(vp("in", 3, -16.50, 145.74, None), 3); // leaves
+        s.apply_seen(vp("out", 1, -16.93, 145.73, None), 4); // older: ignored
+        let names: Vec<&str> =
+            sub.queue.try_batch(false).unwrap().iter().map(Outgoing::name).collect();
+        assert_eq!(names, ["update", "update", "remove"]);
+    }
+
+    #[test]
+    fn stale_vehicles_are_removed_from_subscribers() {
+        let s = live(100);
+        s.apply_seen(vp("a", 1, -16.92, 145.72, None), 1_000);
+        let sub = s.subscribe(view(), false);
+        sub.queue.try_batch(false);
+        s.tick(1_000 + 29_000);
+        assert!(sub.queue.try_batch(false).is_none());
+        s.tick(1_000 + 31_000);
+        let batch = sub.queue.try_batch(false).unwrap();
+        assert_eq!(
+            batch,
+            vec![Outgoing::Remove { vehicle_id: "a".into(), reason: RemoveReason::Stale }]
+        );
+        assert_eq!(s.vehicle_count(), 0);
+    }
+
+    #[test]
+    fn density_mode_switches_both_ways() {
+        let s = live(2);
+        for i in 0..3 {
+            s.apply_seen(vp(&format!("v{i}"), 1, -16.92, 145.71 + i as f64 * 0.01, None), 1);
+        }
+        let sub = s.subscribe(view(), false);
+        let b = sub.queue.try_batch(false).unwrap();
+        assert!(matches!(&b[..], [Outgoing::Density(f)] if f.total == 3));
+        s.apply_seen(vp("v0", 2, -16.5, 145.71, None), 2); // leaves: 2 left, no per-vehicle event
+        s.tick(3);
+        let b = sub.queue.try_batch(false).unwrap();
+        assert!(matches!(&b[..], [Outgoing::Snapshot { vehicles, .. }] if vehicles.len() == 2));
+        s.apply_seen(vp("v0", 3, -16.92, 145.71, None), 3);
+        s.tick(4);
+        let names: Vec<&str> =
+            sub.queue.try_batch(false).unwrap().iter().map(Outgoing::name).collect();
+        assert_eq!(names, ["update", "density"]);
+    }
+
+    #[test]
+    fn resubscribe_answers_with_diff() {
+        let s = live(100);
+        s.apply_seen(vp("a", 1, -16.92, 145.71, None), 1);
+        s.apply_seen(vp("b", 1, -16.92, 145.74, None), 1);
+        s.apply_seen(vp("c", 1, -16.92, 145.78, None), 1);
+        let sub =
+            s.subscribe(Filter::bbox(Bbox::new(145.70, -16.95, 145.75, -16.90).unwrap()), false);
+        sub.queue.try_batch(false);
+        assert!(
+            s.resubscribe(sub.id, Filter::bbox(Bbox::new(145.73, -16.95, 145.80, -16.90).unwrap()))
+        );
+        match &sub.queue.try_batch(false).unwrap()[..] {
+            [Outgoing::Diff { removed, added }] => {
+                assert_eq!(removed, &["a".to_string()]);
+                let ids: Vec<&str> = added.iter().map(|p| p.vehicle_id.as_str()).collect();
+                assert_eq!(ids, ["b", "c"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        // The new viewport is what is followed now.
+        s.apply_seen(vp("a", 2, -16.92, 145.711, None), 2);
+        assert!(sub.queue.try_batch(false).is_none());
+    }
+
+    #[test]
+    fn route_filter_removes_with_reason() {
+        let s = live(100);
+        let mut f = view();
+        f.routes = Some(["110".to_string()].into_iter().collect());
+        s.apply_seen(vp("a", 1, -16.92, 145.71, Some("110")), 1);
+        let sub = s.subscribe(f, false);
+        sub.queue.try_batch(false);
+        s.apply_seen(vp("b", 1, -16.92, 145.71, Some("120")), 1);
+        assert!(sub.queue.try_batch(false).is_none());
+        s.apply_seen(vp("a", 2, -16.92, 145.71, Some("120")), 2);
+        assert_eq!(
+            sub.queue.try_batch(false).unwrap(),
+            vec![Outgoing::Remove { vehicle_id: "a".into(), reason: RemoveReason::Filtered }]
+        );
+    }
+}

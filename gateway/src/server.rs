@@ -1,0 +1,300 @@
+//! The HTTP(S) listener and the gateway's task set.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use busflow_core::{Network, Topics};
+use busflow_kafka::KafkaConfig;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{GatewayConfig, TlsConfig};
+use crate::error::Error;
+use crate::http::{AppState, ConnectionCloser, app};
+use crate::live::{LiveState, now_ms};
+
+/// A running HTTP listener.
+#[derive(Debug)]
+pub struct HttpServer {
+    local_addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl HttpServer {
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Waits until the listener has stopped (after shutdown and the grace period).
+    pub async fn join(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Binds `config.http_addr` and serves [`app`] (plus `extra`, e.g. the map at `/`) until `shutdown`.
+///
+/// Each connection gets a header timeout and, with TLS configured, a TLS handshake; on shutdown
+/// streams end with a final event and connections get `shutdown_grace` to finish.
+pub async fn serve_http(
+    state: AppState,
+    extra: Option<axum::Router>,
+    shutdown: CancellationToken,
+) -> Result<HttpServer, Error> {
+    let config = state.config().clone();
+    let tls = match &config.tls {
+        Some(t) => Some(tls_acceptor(t)?),
+        None => None,
+    };
+    let addr = config.http_addr;
+    let listener = TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })?;
+    let local_addr = listener.local_addr().map_err(|source| Error::Bind { addr, source })?;
+    let mut router = app(state);
+    if let Some(extra) = extra {
+        router = router.merge(extra);
+    }
+    let task = tokio::spawn(accept_loop(listener, router, tls, config, shutdown));
+    Ok(HttpServer { local_addr, task })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    router: axum::Router,
+    tls: Option<TlsAcceptor>,
+    config: GatewayConfig,
+    shutdown: CancellationToken,
+) {
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        while conns.try_join_next().is_some() {}
+        let (tcp, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let closer = CancellationToken::new();
+        let svc = {
+            let closer = closer.clone();
+            tower::ServiceExt::map_request(
+                router.clone(),
+                move |mut req: hyper::Request<Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    req.extensions_mut().insert(ConnectionCloser(closer.clone()));
+                    req
+                },
+            )
+        };
+        let svc = TowerToHyperService::new(svc);
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder.timer(TokioTimer::new()).header_read_timeout(config.header_timeout);
+        let tls = tls.clone();
+        let handshake_timeout = config.header_timeout;
+        let grace = config.shutdown_grace;
+        let shutdown = shutdown.clone();
+        conns.spawn(async move {
+            match tls {
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(tcp), svc).with_upgrades();
+                    drive(conn, peer, closer, shutdown, grace).await;
+                }
+                Some(acceptor) => {
+                    let stream =
+                        match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, "TLS handshake failed: {e}");
+                                return;
+                            }
+                            Err(_) => return,
+                        };
+                    let conn = builder.serve_connection(TokioIo::new(stream), svc).with_upgrades();
+                    drive(conn, peer, closer, shutdown, grace).await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    let all_done = async { while conns.join_next().await.is_some() {} };
+    if tokio::time::timeout(config.shutdown_grace + Duration::from_millis(500), all_done)
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not finish within {:?}", config.shutdown_grace);
+        conns.abort_all();
+    }
+}
+
+/// Serves one connection until it ends, the slow-client closer fires (drop it), or shutdown
+/// (let the current response finish, then close; streams end themselves on shutdown).
+async fn drive<I, S>(
+    conn: hyper::server::conn::http1::UpgradeableConnection<I, S>,
+    peer: SocketAddr,
+    closer: CancellationToken,
+    shutdown: CancellationToken,
+    grace: Duration,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => if let Err(e) = r { tracing::debug!(%peer, "connection: {e}") },
+        _ = closer.cancelled() => tracing::debug!(%peer, "connection cut (slow client)"),
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(grace, conn).await;
+        }
+    }
+}
+
+fn tls_acceptor(t: &TlsConfig) -> Result<TlsAcceptor, Error> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&t.cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| Error::Tls(format!("reading certificates from {}: {e}", t.cert.display())))?;
+    if certs.is_empty() {
+        return Err(Error::Tls(format!("no certificate in {}", t.cert.display())));
+    }
+    let key = PrivateKeyDer::from_pem_file(&t.key)
+        .map_err(|e| Error::Tls(format!("reading private key from {}: {e}", t.key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| Error::Tls(format!("certificate and key do not fit: {e}")))?;
+    Ok(TlsAcceptor::from(Arc::new(cfg)))
+}
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct GatewayHandle {
+    local_addr: SocketAddr,
+    live: Arc<LiveState>,
+    http: HttpServer,
+    source: JoinHandle<Result<(), Error>>,
+    ticker: JoinHandle<()>,
+}
+
+impl GatewayHandle {
+    /// The address the HTTP listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The live state (vehicles and subscriptions).
+    pub fn live(&self) -> &Arc<LiveState> {
+        &self.live
+    }
+
+    /// Waits until the initial state is loaded; returns the bound address.
+    pub async fn ready(&self) -> SocketAddr {
+        self.live.wait_ready().await;
+        self.local_addr
+    }
+
+    /// Waits for the gateway to stop (after `shutdown` is cancelled); returns the Kafka
+    /// source's error if it failed.
+    pub async fn join(self) -> Result<(), Error> {
+        let source = self.source.await;
+        self.http.join().await;
+        let _ = self.ticker.await;
+        match source {
+            Ok(r) => r,
+            Err(e) => Err(Error::Task(e.to_string())),
+        }
+    }
+}
+
+/// Starts the gateway: binds HTTP (so the address is known at once), loads the initial state
+/// from `topics.latest`, then follows `topics.positions`. `/readyz` turns ready, and
+/// [`GatewayHandle::ready`] returns, once the initial state is loaded. Everything stops when
+/// `shutdown` is cancelled; a failing Kafka source cancels it too.
+///
+/// `extra` is merged into the router (the map at `/`).
+pub async fn start(
+    config: GatewayConfig,
+    network: Arc<Network>,
+    kafka: KafkaConfig,
+    topics: Topics,
+    metrics: Option<PrometheusHandle>,
+    extra: Option<axum::Router>,
+    shutdown: CancellationToken,
+) -> Result<GatewayHandle, Error> {
+    let live = LiveState::new(config.live_settings());
+    let state = AppState::new(config.clone(), live.clone(), network, metrics, shutdown.clone());
+    let http = serve_http(state, extra, shutdown.clone()).await?;
+    let local_addr = http.local_addr();
+    tracing::info!(addr = %local_addr, tls = config.tls.is_some(), "gateway listening");
+    let source = tokio::spawn({
+        let (live, shutdown) = (live.clone(), shutdown.clone());
+        let overlap = config.bootstrap_overlap;
+        async move {
+            let r = crate::source::run(live, kafka, topics, overlap, shutdown.clone()).await;
+            if let Err(e) = &r {
+                tracing::error!("gateway Kafka source failed: {e}");
+                shutdown.cancel();
+            }
+            r
+        }
+    });
+    let ticker = tokio::spawn(tick_loop(live.clone(), shutdown));
+    Ok(GatewayHandle { local_addr, live, http, source, ticker })
+}
+
+/// Stale eviction and density refresh, once a second.
+pub async fn tick_loop(live: Arc<LiveState>, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = every.tick() => live.tick(now_ms()),
+        }
+    }
+}
+
+/// [`start`], then waits for it to stop; `on_ready` receives the bound address once the initial
+/// state is loaded.
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    config: GatewayConfig,
+    network: Arc<Network>,
+    kafka: KafkaConfig,
+    topics: Topics,
+    metrics: Option<PrometheusHandle>,
+    extra: Option<axum::Router>,
+    shutdown: CancellationToken,
+    on_ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+) -> Result<(), Error> {
+    let handle = start(config, network, kafka, topics, metrics, extra, shutdown.clone()).await?;
+    if let Some(tx) = on_ready {
+        tokio::select! {
+            addr = handle.ready() => { let _ = tx.send(addr); }
+            _ = shutdown.cancelled() => {}
+        }
+    }
+    handle.join().await
+}

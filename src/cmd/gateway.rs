@@ -1,0 +1,154 @@
+//! `busflow gateway`: live viewport streams, queries and GTFS-realtime over HTTP.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use busflow_core::Network;
+use busflow_gateway::{GatewayConfig, TlsConfig};
+use busflow_kafka::ensure_topics;
+use clap::Args;
+
+use crate::cli::{GtfsArgs, KafkaArgs, MetricsArgs, parse_duration};
+
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub gtfs: GtfsArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+    /// Address the gateway (streams, API, metrics) listens on.
+    #[arg(long, env = "BUSFLOW_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+    #[command(flatten)]
+    pub options: GatewayOptions,
+}
+
+/// Gateway settings other than the listen address (so `up` can share them).
+#[derive(Debug, Clone, Args)]
+pub struct GatewayOptions {
+    /// Drop vehicles silent for this long (and tell their subscribers).
+    #[arg(long, env = "BUSFLOW_STALE_AFTER", default_value = "120s", value_parser = parse_duration)]
+    pub stale_after: Duration,
+    /// Above this many vehicles in a viewport, streams send aggregated `density` events.
+    #[arg(long, env = "BUSFLOW_MAX_VEHICLES_PER_STREAM", default_value_t = 2_000)]
+    pub max_vehicles_per_stream: usize,
+    /// Events buffered per client before its updates are coalesced.
+    #[arg(long, env = "BUSFLOW_CLIENT_BUFFER", default_value_t = 8_192)]
+    pub client_buffer: usize,
+    /// Disconnect a client that stays behind this long.
+    #[arg(long, env = "BUSFLOW_SLOW_CLIENT_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub slow_client_timeout: Duration,
+    /// Open streams allowed in total (then 429).
+    #[arg(long, env = "BUSFLOW_MAX_CONNECTIONS", default_value_t = 20_000)]
+    pub max_connections: usize,
+    /// Open streams allowed per client IP address (then 429).
+    #[arg(long, env = "BUSFLOW_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
+    pub max_connections_per_ip: usize,
+    /// Heartbeat interval on streams.
+    #[arg(long, env = "BUSFLOW_HEARTBEAT", default_value = "15s", value_parser = parse_duration)]
+    pub heartbeat: Duration,
+    /// Time allowed to send request headers.
+    #[arg(long, env = "BUSFLOW_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// Close a WebSocket with no client frame (pongs included) for this long.
+    #[arg(long, env = "BUSFLOW_IDLE_TIMEOUT", default_value = "90s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// Largest stream viewport side, degrees.
+    #[arg(long, env = "BUSFLOW_MAX_BBOX_DEG", default_value_t = 4.0)]
+    pub max_bbox_deg: f64,
+    /// Most routes in one filter.
+    #[arg(long, env = "BUSFLOW_MAX_ROUTES", default_value_t = 64)]
+    pub max_routes: usize,
+    /// Origin allowed by CORS, repeatable (`*` for any). Default: same-origin only. In the
+    /// environment, separate several with ','.
+    #[arg(long = "cors-origin", env = "BUSFLOW_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+    /// Require `Authorization: Bearer TOKEN` (or `?access_token=`) for streams and queries.
+    #[arg(long, env = "BUSFLOW_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, env = "BUSFLOW_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "BUSFLOW_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl GatewayOptions {
+    /// The library config for a listen address.
+    pub fn config(&self, http_addr: SocketAddr) -> GatewayConfig {
+        GatewayConfig {
+            http_addr,
+            stale_after: self.stale_after,
+            max_vehicles_per_stream: self.max_vehicles_per_stream,
+            client_buffer: self.client_buffer,
+            slow_client_timeout: self.slow_client_timeout,
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            heartbeat: self.heartbeat,
+            header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+            max_bbox_span_deg: self.max_bbox_deg,
+            max_routes: self.max_routes,
+            cors_origins: self.cors_origins.clone(),
+            auth_token: self.auth_token.clone().filter(|t| !t.is_empty()),
+            tls: match (&self.tls_cert, &self.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsConfig { cert: cert.clone(), key: key.clone() }),
+                _ => None,
+            },
+            ..GatewayConfig::default()
+        }
+    }
+}
+
+pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
+    let metrics = crate::telemetry::install_metrics(args.metrics.metrics_addr)?;
+    let shutdown = crate::shutdown::on_signal();
+    let brokers = args.kafka.brokers.clone().context(
+        "`busflow gateway` needs --brokers (or KAFKA_BROKERS); `busflow up` runs everything with an \
+         in-process broker",
+    )?;
+    let kafka = args.kafka.config(&brokers);
+    let topics = args.kafka.topics();
+    ensure_topics(&kafka, &topics, args.kafka.partitions, Duration::from_secs(30))
+        .await
+        .with_context(|| format!("preparing topics on {brokers}"))?;
+
+    let gtfs = args.gtfs.path();
+    let network = tokio::task::spawn_blocking({
+        let gtfs = gtfs.clone();
+        move || Network::load(&gtfs)
+    })
+    .await
+    .context("GTFS loader task failed")?
+    .with_context(|| format!("loading GTFS feed {}", gtfs.display()))?;
+
+    let config = args.options.config(args.http_addr);
+    let scheme = if config.tls.is_some() { "https" } else { "http" };
+    let handle = busflow_gateway::start(
+        config,
+        Arc::new(network),
+        kafka,
+        topics,
+        Some(metrics),
+        None,
+        shutdown.clone(),
+    )
+    .await
+    .context("starting the gateway")?;
+    tokio::select! {
+        addr = handle.ready() => {
+            println!("busflow gateway: ready at {scheme}://{addr}/ (streams at /v1/stream, API at /v1/openapi.json)");
+        }
+        _ = shutdown.cancelled() => {}
+    }
+    handle.join().await.context("gateway stopped with an error")?;
+    tracing::info!("gateway stopped");
+    Ok(ExitCode::SUCCESS)
+}
