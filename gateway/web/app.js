@@ -262,12 +262,17 @@ function handle(type, data) {
       leaveDensity();
       const list = data.vehicles || [];
       const keep = new Set(list.map((v) => v.vehicle_id));
-      // A snapshot after (re)subscribing replaces everything: no ghosts from the old viewport.
-      if (!data.diff) for (const id of [...buses.keys()]) if (!keep.has(id)) removeBus(id);
+      // A snapshot (first, or after a reconnect) replaces everything: no ghosts survive it.
+      for (const id of [...buses.keys()]) if (!keep.has(id)) removeBus(id);
       for (const v of list) upsertBus(v);
-      for (const id of data.removed || []) removeBus(id);
       break;
     }
+    case "diff":
+      // The answer to an in-place WebSocket re-subscribe: what left, what entered.
+      leaveDensity();
+      for (const id of data.removed || []) removeBus(id);
+      for (const v of data.added || []) upsertBus(v);
+      break;
     case "update":
       if (densityMode) leaveDensity();
       upsertBus(data.vehicle || data);
@@ -317,7 +322,7 @@ function connectSse() {
   const es = new EventSource(streamUrl());
   es.onopen = () => setConn("live", "live (SSE)");
   es.onerror = () => setConn(es.readyState === EventSource.CLOSED ? "down" : "connecting", "reconnecting…");
-  for (const type of ["snapshot", "update", "remove", "density", "error"]) {
+  for (const type of ["snapshot", "update", "remove", "density", "diff", "error"]) {
     es.addEventListener(type, (ev) => {
       try { handle(type, JSON.parse(ev.data)); } catch (err) { console.warn("bad event", err); }
     });
