@@ -213,7 +213,9 @@ impl Processor {
             st.n_tracks = 1;
         }
         st.speed = pos.speed_mps;
-        st.corroborated = true;
+        // Whether this fix was backed by the one before it is not on the wire; treating it as
+        // unbacked means a restart never turns a good next fix into an `implausible_speed`.
+        st.corroborated = false;
         st.bearing = pos.bearing_deg;
         if pos.status == VehicleStatus::Stopped {
             st.anchor_ts = pos.ts - self.cfg.stopped_after.as_millis() as i64;

@@ -193,6 +193,10 @@ pub fn broker(topics: &Topics, partitions: i32) -> DevBroker {
 
 pub async fn produce(kafka: &KafkaConfig, topic: &str, msgs: &[RawOut]) {
     let producer: FutureProducer = kafka.producer_config().create().unwrap();
+    produce_with(&producer, topic, msgs).await;
+}
+
+pub async fn produce_with(producer: &FutureProducer, topic: &str, msgs: &[RawOut]) {
     let mut futs = Vec::new();
     for m in msgs {
         let mut rec = FutureRecord::to(topic).payload(&m.payload);
