@@ -51,6 +51,9 @@ pub enum Command {
     Replay(cmd::replay::ReplayArgs),
     /// Feed raw positions from a live source (GTFS-realtime) into the raw topic.
     Ingest(cmd::ingest::IngestArgs),
+    /// Validate, deduplicate, snap, enrich and H3-index raw positions into the positions,
+    /// latest and rejected topics (timely dataflow; safe to kill at any moment).
+    Pipeline(cmd::pipeline::PipelineArgs),
 }
 
 /// Kafka connection flags, shared by every command that talks to Kafka.

@@ -7,6 +7,7 @@ use crate::cli::{Cli, Command};
 
 pub mod gateway;
 pub mod ingest;
+pub mod pipeline;
 pub mod replay;
 pub mod simulate;
 pub mod up;
@@ -18,5 +19,6 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Simulate(args) => simulate::run(args).await,
         Command::Replay(args) => replay::run(args).await,
         Command::Ingest(args) => ingest::run(args).await,
+        Command::Pipeline(args) => pipeline::run(args).await,
     }
 }
