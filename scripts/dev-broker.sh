@@ -132,7 +132,10 @@ case "$cmd" in
     start_broker
     echo "$BROKER_ADDR"
     ;;
-  stop) stop_broker ;;
+  stop)
+    parse_opts "$@"
+    stop_broker
+    ;;
   run)
     parse_opts "$@"
     [[ ${#REST[@]} -gt 0 ]] || die "run needs a command after --"
