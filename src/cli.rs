@@ -54,6 +54,9 @@ pub enum Command {
     /// Validate, deduplicate, snap, enrich and H3-index raw positions into the positions,
     /// latest and rejected topics (timely dataflow; safe to kill at any moment).
     Pipeline(cmd::pipeline::PipelineArgs),
+    /// Open many concurrent map viewers (SSE or WebSocket) against a gateway; measure delivery
+    /// and check every vehicle received is inside its viewer's viewport.
+    Load(cmd::load::LoadArgs),
 }
 
 /// Kafka connection flags, shared by every command that talks to Kafka.

@@ -10,6 +10,9 @@ mod cmd;
 mod shutdown;
 mod telemetry;
 
+#[cfg(test)]
+mod compose_check;
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     if let Err(e) = telemetry::init_logging(&cli.global) {

@@ -199,6 +199,17 @@ pub struct VehiclePosition {
     pub offset: i64,
 }
 
+impl VehiclePosition {
+    /// Where a viewer sees the vehicle: on its shape when snapped, else where it reported.
+    /// Viewport filtering (gateway) and its verification (load tool) both use this point.
+    pub fn display_point(&self) -> (f64, f64) {
+        match (self.snapped_lat, self.snapped_lon) {
+            (Some(lat), Some(lon)) => (lat, lon),
+            _ => (self.lat, self.lon),
+        }
+    }
+}
+
 /// Why a raw message was refused. The wire form is the snake_case code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
