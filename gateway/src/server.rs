@@ -103,7 +103,11 @@ async fn accept_loop(
         };
         let svc = TowerToHyperService::new(svc);
         let mut builder = hyper::server::conn::http1::Builder::new();
-        builder.timer(TokioTimer::new()).header_read_timeout(config.header_timeout);
+        // Caps each connection's read buffer; requests here are bodiless GETs.
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.header_timeout)
+            .max_buf_size(64 * 1024);
         let tls = tls.clone();
         let handshake_timeout = config.header_timeout;
         let grace = config.shutdown_grace;

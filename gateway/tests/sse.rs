@@ -266,3 +266,21 @@ async fn connection_limits_answer_429_with_retry_after() {
     assert_eq!(two.status(), 429);
     assert!(two.headers().contains_key("retry-after"));
 }
+
+#[tokio::test]
+async fn slow_headers_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut cfg = config();
+    cfg.header_timeout = Duration::from_millis(300);
+    let gw = TestGateway::start(cfg).await;
+
+    // Headers that never finish: the connection is closed after the header timeout.
+    let mut tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n").await.unwrap();
+    let started = std::time::Instant::now();
+    let mut out = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut out)).await;
+    assert!(r.is_ok(), "connection still open after 5 s");
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    assert!(!String::from_utf8_lossy(&out).contains("200 OK"));
+}
