@@ -117,6 +117,37 @@ impl GtfsArgs {
     }
 }
 
+/// The live map served at `/` by the gateway.
+#[derive(Debug, Clone, Args)]
+pub struct MapArgs {
+    /// Map tile URL template ({z}/{x}/{y}); point it at your own tile server in production.
+    #[arg(long, env = "BUSFLOW_TILE_URL", default_value = busflow_gateway::map::DEFAULT_TILE_URL)]
+    pub tile_url: String,
+    /// Attribution shown for the tiles (HTML).
+    #[arg(long, env = "BUSFLOW_TILE_ATTRIBUTION", default_value = busflow_gateway::map::DEFAULT_TILE_ATTRIBUTION)]
+    pub tile_attribution: String,
+    /// Serve Leaflet from this copy of its `dist` folder (leaflet.js, leaflet.css, images/)
+    /// instead of the pinned CDN URL, for machines without internet access.
+    #[arg(long, env = "BUSFLOW_ASSETS_DIR")]
+    pub assets_dir: Option<PathBuf>,
+    /// How the page streams: auto (WebSocket where available), ws or sse.
+    #[arg(long, env = "BUSFLOW_MAP_TRANSPORT", default_value = "auto", value_parser = ["auto", "ws", "sse"])]
+    pub map_transport: String,
+}
+
+impl MapArgs {
+    /// The map config, opening on `bounds` (`[west, south, east, north]`).
+    pub fn config(&self, bounds: [f64; 4]) -> busflow_gateway::map::MapConfig {
+        busflow_gateway::map::MapConfig {
+            tile_url: self.tile_url.clone(),
+            tile_attribution: self.tile_attribution.clone(),
+            assets_dir: self.assets_dir.clone(),
+            bounds,
+            transport: self.map_transport.clone(),
+        }
+    }
+}
+
 /// The metrics listener flag.
 #[derive(Debug, Clone, Args)]
 pub struct MetricsArgs {

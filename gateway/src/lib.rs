@@ -29,6 +29,7 @@ mod config;
 mod error;
 mod http;
 mod live;
+pub mod map;
 mod server;
 mod source;
 mod state;

@@ -3,16 +3,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use busflow_core::Network;
 use busflow_gateway::{GatewayConfig, TlsConfig};
-use busflow_kafka::ensure_topics;
 use clap::Args;
 
-use crate::cli::{GtfsArgs, KafkaArgs, MetricsArgs, parse_duration};
+use crate::cli::{GtfsArgs, KafkaArgs, MapArgs, MetricsArgs, parse_duration};
 
 #[derive(Debug, Args)]
 pub struct GatewayArgs {
@@ -25,6 +22,8 @@ pub struct GatewayArgs {
     /// Address the gateway (streams, API, metrics) listens on.
     #[arg(long, env = "BUSFLOW_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
+    #[command(flatten)]
+    pub map: MapArgs,
     #[command(flatten)]
     pub options: GatewayOptions,
 }
@@ -116,28 +115,21 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     )?;
     let kafka = args.kafka.config(&brokers);
     let topics = args.kafka.topics();
-    ensure_topics(&kafka, &topics, args.kafka.partitions, Duration::from_secs(30))
-        .await
-        .with_context(|| format!("preparing topics on {brokers}"))?;
-
-    let gtfs = args.gtfs.path();
-    let network = tokio::task::spawn_blocking({
-        let gtfs = gtfs.clone();
-        move || Network::load(&gtfs)
-    })
-    .await
-    .context("GTFS loader task failed")?
-    .with_context(|| format!("loading GTFS feed {}", gtfs.display()))?;
+    if !crate::cmd::prepare_topics(&kafka, &topics, args.kafka.partitions, &shutdown).await? {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let network = crate::cmd::load_network(&args.gtfs.path()).await?;
+    let map = busflow_gateway::map::router(&args.map.config(network.bbox()));
 
     let config = args.options.config(args.http_addr);
     let scheme = if config.tls.is_some() { "https" } else { "http" };
     let handle = busflow_gateway::start(
         config,
-        Arc::new(network),
+        network,
         kafka,
         topics,
         Some(metrics),
-        None,
+        Some(map),
         shutdown.clone(),
     )
     .await

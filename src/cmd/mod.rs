@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use busflow_core::Network;
+use busflow_core::{Network, Topics};
+use busflow_kafka::{KafkaConfig, ensure_topics};
+use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, Command};
 
@@ -46,4 +48,37 @@ pub async fn load_network(path: &Path) -> anyhow::Result<Arc<Network>> {
         "GTFS network loaded"
     );
     Ok(Arc::new(network))
+}
+
+/// Creates missing topics and logs what it did. While the broker is unreachable it waits and
+/// retries (services must not exit because Kafka starts later than they do). Returns false when
+/// shut down before the broker answered.
+pub async fn prepare_topics(
+    kafka: &KafkaConfig,
+    topics: &Topics,
+    partitions: i32,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<bool> {
+    loop {
+        match ensure_topics(kafka, topics, partitions, std::time::Duration::from_secs(10)).await {
+            Ok(report) => {
+                for t in &report.created {
+                    tracing::info!(topic = %t, partitions, "created topic");
+                }
+                for (t, n) in &report.existing {
+                    tracing::debug!(topic = %t, partitions = n, "topic exists");
+                }
+                return Ok(true);
+            }
+            // A refusal is final: retrying cannot help, and the error says what to do.
+            Err(e @ busflow_kafka::Error::TopicCreation { .. }) => return Err(e.into()),
+            Err(e) => {
+                tracing::warn!("{e:#}; retrying in 5s");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(false),
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+                }
+            }
+        }
+    }
 }

@@ -2,12 +2,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use busflow_core::Network;
-use busflow_kafka::ensure_topics;
 use busflow_pipeline::PipelineConfig;
 use clap::Args;
 
@@ -117,33 +114,11 @@ pub async fn run(args: PipelineArgs) -> anyhow::Result<ExitCode> {
     }
 
     // Topics: wait for the broker rather than exit while it is down.
-    loop {
-        match ensure_topics(&kafka, &topics, args.kafka.partitions, Duration::from_secs(10)).await {
-            Ok(report) => {
-                for t in &report.created {
-                    tracing::info!(topic = %t, partitions = args.kafka.partitions, "created topic");
-                }
-                break;
-            }
-            Err(e) => {
-                tracing::warn!("{e:#}; retrying in 5s");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(ExitCode::SUCCESS),
-                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-                }
-            }
-        }
+    if !crate::cmd::prepare_topics(&kafka, &topics, args.kafka.partitions, &shutdown).await? {
+        return Ok(ExitCode::SUCCESS);
     }
 
-    let gtfs = args.gtfs.path();
-    let network = tokio::task::spawn_blocking({
-        let gtfs = gtfs.clone();
-        move || Network::load(&gtfs)
-    })
-    .await
-    .context("GTFS loader task failed")?
-    .with_context(|| format!("loading GTFS feed {}", gtfs.display()))?;
-    tracing::info!(feed = %gtfs.display(), shapes = network.shapes.len(), trips = network.trips.len(), "GTFS network loaded");
+    let network = crate::cmd::load_network(&args.gtfs.path()).await?;
 
     tracing::info!(
         workers = cfg.workers,
@@ -154,7 +129,7 @@ pub async fn run(args: PipelineArgs) -> anyhow::Result<ExitCode> {
         "pipeline starting"
     );
     let report = tokio::task::spawn_blocking(move || {
-        busflow_pipeline::run(cfg, Arc::new(network), kafka, topics, shutdown)
+        busflow_pipeline::run(cfg, network, kafka, topics, shutdown)
     })
     .await
     .context("pipeline thread failed")?

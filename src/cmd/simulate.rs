@@ -2,12 +2,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use busflow_core::Network;
-use busflow_kafka::ensure_topics;
 use busflow_simulator::{FaultConfig, NaiveDate, NaiveTime, SimulatorConfig};
 use clap::Args;
 
@@ -21,25 +18,8 @@ pub struct SimulateArgs {
     pub gtfs: GtfsArgs,
     #[command(flatten)]
     pub metrics: MetricsArgs,
-    /// Run this many vehicles spread over the day's trips instead of the timetable's own.
-    #[arg(long, env = "BUSFLOW_SIM_VEHICLES")]
-    pub vehicles: Option<usize>,
-    /// Reports per vehicle per simulated second.
-    #[arg(long, env = "BUSFLOW_SIM_HZ", default_value_t = 1.0)]
-    pub hz: f64,
-    /// Simulated seconds per wall second, or `max` to run as fast as the broker accepts.
-    /// Timestamps then run ahead of wall time: relax the pipeline's --max-future to match.
-    #[arg(long, env = "BUSFLOW_SIM_SPEEDUP", default_value = "1", value_parser = parse_speedup)]
-    pub speedup: f64,
-    /// Simulated time of day to start at (HH:MM); default: the current local time.
-    #[arg(long, env = "BUSFLOW_SIM_START", value_parser = parse_hhmm)]
-    pub start: Option<NaiveTime>,
-    /// Service date to simulate (YYYY-MM-DD); default: today.
-    #[arg(long, env = "BUSFLOW_SIM_DATE")]
-    pub date: Option<NaiveDate>,
-    /// Seed for every random choice; the same seed gives the same records.
-    #[arg(long, env = "BUSFLOW_SIM_SEED", default_value_t = 42)]
-    pub seed: u64,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
     /// Cap on records per second (wall clock).
     #[arg(long, env = "BUSFLOW_SIM_RATE")]
     pub rate: Option<f64>,
@@ -65,9 +45,49 @@ pub struct SimulateArgs {
     pub faults: FaultArgs,
 }
 
+/// What the fleet is and how simulated time runs; shared with `busflow up`.
+#[derive(Debug, Clone, Args)]
+pub struct FleetArgs {
+    /// Run this many vehicles spread over the day's trips instead of the timetable's own.
+    #[arg(long, env = "BUSFLOW_SIM_VEHICLES")]
+    pub vehicles: Option<usize>,
+    /// Reports per vehicle per simulated second.
+    #[arg(long, env = "BUSFLOW_SIM_HZ", default_value_t = 1.0)]
+    pub hz: f64,
+    /// Simulated seconds per wall second, or `max` to run as fast as the broker accepts.
+    /// Timestamps then run ahead of wall time: relax the pipeline's --max-future to match.
+    #[arg(long, env = "BUSFLOW_SIM_SPEEDUP", default_value = "1", value_parser = parse_speedup)]
+    pub speedup: f64,
+    /// Simulated time of day to start at (HH:MM); default: the current local time.
+    #[arg(long, env = "BUSFLOW_SIM_START", value_parser = parse_hhmm)]
+    pub start: Option<NaiveTime>,
+    /// Service date to simulate (YYYY-MM-DD); default: today.
+    #[arg(long, env = "BUSFLOW_SIM_DATE")]
+    pub date: Option<NaiveDate>,
+    /// Seed for every random choice; the same seed gives the same records.
+    #[arg(long, env = "BUSFLOW_SIM_SEED", default_value_t = 42)]
+    pub seed: u64,
+}
+
+impl FleetArgs {
+    /// A simulator config for this fleet with the given faults; run limits left unset.
+    pub fn config(&self, faults: FaultConfig) -> SimulatorConfig {
+        SimulatorConfig {
+            vehicles: self.vehicles,
+            hz: self.hz,
+            speedup: self.speedup,
+            start: self.start,
+            date: self.date,
+            seed: self.seed,
+            faults,
+            ..SimulatorConfig::default()
+        }
+    }
+}
+
 /// GPS faults. Per-record rates are probabilities per report; per-device rates are the share of
 /// vehicles affected.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct FaultArgs {
     /// Turn every fault off (noise included) unless set explicitly below.
     #[arg(long, env = "BUSFLOW_SIM_NO_FAULTS")]
@@ -103,7 +123,7 @@ pub struct FaultArgs {
 }
 
 impl FaultArgs {
-    fn config(&self) -> FaultConfig {
+    pub fn config(&self) -> FaultConfig {
         let base = if self.no_faults { FaultConfig::none() } else { FaultConfig::default() };
         FaultConfig {
             noise_m: self.noise_m.unwrap_or(base.noise_m),
@@ -146,30 +166,13 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         .context("busflow simulate needs a broker: pass --brokers or set KAFKA_BROKERS (`busflow up` runs one in-process)")?;
     let topics = args.kafka.topics();
     let kafka = args.kafka.config(&brokers);
-    let report = ensure_topics(&kafka, &topics, args.kafka.partitions, Duration::from_secs(30))
-        .await
-        .with_context(|| format!("preparing topics on {brokers}"))?;
-    for t in &report.created {
-        tracing::info!(topic = %t, partitions = args.kafka.partitions, "created topic");
+    if !crate::cmd::prepare_topics(&kafka, &topics, args.kafka.partitions, &shutdown).await? {
+        return Ok(ExitCode::SUCCESS);
     }
-
     let gtfs = args.gtfs.path();
-    let network = tokio::task::spawn_blocking({
-        let gtfs = gtfs.clone();
-        move || Network::load(&gtfs)
-    })
-    .await
-    .context("GTFS loader task failed")?
-    .with_context(|| format!("loading GTFS feed {}", gtfs.display()))?;
+    let network = crate::cmd::load_network(&gtfs).await?;
 
     let config = SimulatorConfig {
-        vehicles: args.vehicles,
-        hz: args.hz,
-        speedup: args.speedup,
-        start: args.start,
-        date: args.date,
-        seed: args.seed,
-        faults: args.faults.config(),
         rate: args.rate,
         sim_duration: args.sim_duration,
         duration: args.duration,
@@ -177,6 +180,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         truth: args.truth.clone(),
         progress: !args.no_progress,
         threads: args.threads,
+        ..args.fleet.config(args.faults.config())
     };
     config.validate().context("checking simulator flags")?;
     tracing::info!(
@@ -188,7 +192,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         speedup = config.speedup,
         "simulating"
     );
-    let report = busflow_simulator::run(config, Arc::new(network), kafka, topics, shutdown)
+    let report = busflow_simulator::run(config, network, kafka, topics, shutdown)
         .await
         .context("simulation failed")?;
     eprintln!("{report}");

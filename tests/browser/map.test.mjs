@@ -102,19 +102,22 @@ const upArgs = [
 ];
 let up = startUp(upArgs, "busflow up");
 const profile = mkdtempSync(path.join(os.tmpdir(), "busflow-chromium-"));
-let browser;
+let context;
 try {
   await waitFor("gateway readiness", async () => (await fetch(`http://127.0.0.1:${httpPort}/readyz`)).ok, 60_000);
 
-  browser = await chromium.launch({
+  // A fresh profile directory every run (Playwright passes it as --user-data-dir; headless: true
+  // adds --headless).
+  context = await chromium.launchPersistentContext(profile, {
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    viewport: { width: 1200, height: 800 },
     args: [
-      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
       "--disable-background-networking", "--disable-component-update", "--disable-sync",
-      `--user-data-dir=${profile}`,
     ],
   });
-  const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+  const page = context.pages()[0] || (await context.newPage());
   page.on("console", (m) => { if (m.type() === "error") console.log(`  [page] ${m.text()}`); });
   await page.goto(`http://127.0.0.1:${httpPort}/`);
 
@@ -165,7 +168,7 @@ try {
   console.log(`  FAIL ${err}`);
   console.log(up.output().split("\n").slice(-30).join("\n"));
 } finally {
-  if (browser) await browser.close();
+  if (context) await context.close();
   await stop(up);
 }
 
