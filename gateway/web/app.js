@@ -34,6 +34,18 @@ setInterval(() => {
   refreshOpenPopup();
 }, 1000);
 
+// ---------------------------------------------------------------- stop names for popups
+const stopNames = new Map();
+async function loadStops() {
+  try {
+    const res = await fetch("/v1/stops", { headers: authHeaders() });
+    if (!res.ok) return;
+    for (const s of (await res.json()).stops || []) stopNames.set(s.stop_id, s.name);
+  } catch (err) {
+    console.warn("stops unavailable", err);
+  }
+}
+
 // ---------------------------------------------------------------- routes and legend
 async function loadRoutes() {
   let body;
@@ -211,7 +223,7 @@ function popupContent(id) {
     ["Headsign", v.headsign],
     ["Speed", v.speed_mps != null ? `${(v.speed_mps * 3.6).toFixed(0)} km/h` : null],
     ["Status", v.status ? v.status.replace("_", " ") : null],
-    ["Next stop", v.next_stop_id ? `${v.next_stop_name || v.next_stop_id}${v.next_stop_dist_m != null ? ` (${Math.round(v.next_stop_dist_m)} m)` : ""}` : null],
+    ["Next stop", v.next_stop_id ? `${stopNames.get(v.next_stop_id) || v.next_stop_id}${v.next_stop_dist_m != null ? ` (${Math.round(v.next_stop_dist_m)} m)` : ""}` : null],
     ["Updated", age != null ? `${age} s ago` : null],
   ];
   for (const [k, val] of rows) {
@@ -361,10 +373,33 @@ function connectWs() {
   transport = { close: () => { closedByUs = true; ws.close(); }, resubscribe: subscribe };
 }
 
+function connect() {
+  if (useWs) connectWs();
+  else connectSse();
+}
+
+// With every route switched off there is nothing to stream: pause until one is back on.
+let paused = false;
 let resubTimer = null;
 function scheduleResubscribe() {
   clearTimeout(resubTimer);
-  resubTimer = setTimeout(() => transport && transport.resubscribe(), 250);
+  resubTimer = setTimeout(() => {
+    const f = routeFilter();
+    if (f && f.length === 0) {
+      if (transport) transport.close();
+      transport = null;
+      paused = true;
+      clearBuses();
+      setConn("down", "no route selected");
+      return;
+    }
+    if (paused || !transport) {
+      paused = false;
+      connect();
+      return;
+    }
+    transport.resubscribe();
+  }, 250);
 }
 map.on("moveend", scheduleResubscribe);
 
@@ -379,4 +414,5 @@ window.busflow = {
   map,
 };
 
-loadRoutes().finally(() => (useWs ? connectWs() : connectSse()));
+loadStops();
+loadRoutes().finally(connect);

@@ -139,6 +139,26 @@ try {
   const streams = await metric(httpPort, "busflow_gateway_clients");
   check(streams === 1, `gateway counts one stream for one page (busflow_gateway_clients = ${streams})`);
 
+  console.log("popup and legend");
+  // Markers glide continuously, so they never count as "stable" for a normal click.
+  await page.locator(".leaflet-marker-icon.bus").first().click({ force: true });
+  const popup = await waitFor("popup", async () => (await page.locator(".leaflet-popup-content").count()) > 0, 5_000);
+  const popupText = popup ? await page.locator(".leaflet-popup-content").innerText() : "";
+  check(/Vehicle/.test(popupText) && /Updated/.test(popupText) && /Status/.test(popupText),
+    `marker popup shows vehicle, status and age (${popupText.replace(/\s+/g, " ").slice(0, 80)})`);
+  await page.keyboard.press("Escape");
+  await page.locator("#no-routes").click();
+  const none = await waitFor("no buses with no route selected", async () => (await page.evaluate(() => window.busflow.vehicleCount())) === 0, 5_000);
+  check(none, "legend 'None' hides every bus");
+  await page.locator("#all-routes").click();
+  const back = await waitFor("buses back", () => page.evaluate(() => window.busflow.vehicleCount()), 5_000);
+  check(back > 0, `legend 'All' brings them back (${back})`);
+  const firstRoute = page.locator("#route-list input[type=checkbox]").first();
+  await firstRoute.focus();
+  await page.keyboard.press("Space");
+  check(!(await firstRoute.isChecked()), "legend checkboxes work from the keyboard");
+  await page.keyboard.press("Space");
+
   console.log("panning");
   const idsCentre = new Set(await page.evaluate(() => window.busflow.vehicleIds()));
   // Zoom into the northern beaches, away from the city centre.
