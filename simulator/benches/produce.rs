@@ -16,7 +16,7 @@ use busflow_kafka::rdkafka::producer::{
 };
 use busflow_kafka::rdkafka::types::RDKafkaErrorCode;
 use busflow_kafka::{DevBroker, KafkaConfig, ensure_topic_specs};
-use busflow_simulator::{CountingSink, NaiveDate, NaiveTime, Simulation, SimulatorConfig};
+use busflow_simulator::{NaiveDate, NaiveTime, Simulation, SimulatorConfig, VecSink};
 use tokio_util::sync::CancellationToken;
 
 const VEHICLES: usize = 100_000;
@@ -37,16 +37,15 @@ fn topics(tag: &str) -> Topics {
     Topics { raw: format!("bench.{tag}.{nanos}"), ..Topics::default() }
 }
 
-/// A bare loop: one thread, pre-built payloads, retry when the queue is full, then flush.
-fn bare(kafka: &KafkaConfig, topic: &str, records: u64, payload_len: usize) -> f64 {
+/// A bare loop: one thread, pre-built records (real simulator payloads, so sizes and lz4
+/// compressibility match), retry when the queue is full, then flush.
+fn bare(kafka: &KafkaConfig, topic: &str, records: u64, sample: &[(Vec<u8>, Vec<u8>)]) -> f64 {
     let producer: ThreadedProducer<DefaultProducerContext> =
         kafka.producer_config().create().unwrap();
-    let payload = vec![b'x'; payload_len];
-    let keys: Vec<String> = (0..VEHICLES).map(|i| format!("bus-{i:06}")).collect();
     let start = Instant::now();
     for i in 0..records {
-        let key = &keys[i as usize % keys.len()];
-        let mut rec = BaseRecord::to(topic).key(key.as_str()).payload(&payload);
+        let (key, payload) = &sample[i as usize % sample.len()];
+        let mut rec = BaseRecord::to(topic).key(key).payload(payload);
         loop {
             match producer.send(rec) {
                 Ok(()) => break,
@@ -62,7 +61,39 @@ fn bare(kafka: &KafkaConfig, topic: &str, records: u64, payload_len: usize) -> f
     records as f64 / start.elapsed().as_secs_f64()
 }
 
+/// `BUSFLOW_BENCH_SUSTAIN_S=60`: the load `busflow simulate --vehicles 100000 --hz 1
+/// --duration 60s` generates, through the same library call, against `BUSFLOW_BENCH_BROKERS`.
+fn sustain(seconds: u64) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let net = Arc::new(Network::load(busflow_core::bundled_gtfs_path()).unwrap());
+    let brokers = std::env::var("BUSFLOW_BENCH_BROKERS").expect("BUSFLOW_BENCH_BROKERS");
+    let kafka = KafkaConfig::new(brokers);
+    let t = topics("sustain");
+    let spec = [TopicSpec { name: &t.raw, compacted: false }];
+    rt.block_on(ensure_topic_specs(&kafka, &spec, PARTITIONS, Duration::from_secs(20))).unwrap();
+    let cfg = SimulatorConfig {
+        speedup: 1.0,
+        hz: 1.0,
+        duration: Some(Duration::from_secs(seconds)),
+        progress: false,
+        ..config()
+    };
+    let report =
+        rt.block_on(busflow_simulator::run(cfg, net, kafka, t, CancellationToken::new())).unwrap();
+    println!("{report}");
+    println!(
+        "sustained {:.0} records/s delivered over {:.1} s (all delivered: {})",
+        report.delivered_per_s(),
+        report.wall.as_secs_f64(),
+        report.all_delivered()
+    );
+}
+
 fn main() {
+    if let Some(s) = std::env::var("BUSFLOW_BENCH_SUSTAIN_S").ok().and_then(|s| s.parse().ok()) {
+        sustain(s);
+        return;
+    }
     // `cargo bench` passes --bench; nothing to parse.
     let records: u64 = std::env::var("BUSFLOW_BENCH_RECORDS")
         .ok()
@@ -71,13 +102,13 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let net = Arc::new(Network::load(busflow_core::bundled_gtfs_path()).unwrap());
 
-    // Same-sized payloads: the simulator's mean record size.
+    // Same payloads: 200,000 records the simulator generates (2 s of 100,000 buses).
     let mut sim = Simulation::with_anchor(net.clone(), &config(), 0).unwrap();
-    let mut sinks = vec![CountingSink::default(); sim.partitions()];
+    let mut sinks = vec![VecSink::default(); sim.partitions()];
     let t = sim.sim_start();
     sim.advance(t + 2.0, &mut sinks).unwrap();
-    let (n, bytes) = sinks.iter().fold((0, 0), |(n, b), s| (n + s.records, b + s.bytes));
-    let payload_len = (bytes / n.max(1)) as usize;
+    let sample: Vec<(Vec<u8>, Vec<u8>)> = sinks.into_iter().flat_map(|s| s.records).collect();
+    let payload_len = sample.iter().map(|r| r.1.len()).sum::<usize>() / sample.len().max(1);
 
     let names: Vec<Topics> = ["bare0", "sim0", "bare1", "sim1"].iter().map(|t| topics(t)).collect();
     let (brokers, _dev) = match std::env::var("BUSFLOW_BENCH_BROKERS") {
@@ -96,7 +127,7 @@ fn main() {
         let spec = [TopicSpec { name: &t.raw, compacted: false }];
         rt.block_on(ensure_topic_specs(&kafka, &spec, PARTITIONS, Duration::from_secs(20)))
             .unwrap();
-        let r = bare(&kafka, &t.raw, records, payload_len);
+        let r = bare(&kafka, &t.raw, records, &sample);
         println!("round {round}: bare rdkafka loop        {r:>10.0} records/s");
         bare_runs.push(r);
 
@@ -104,7 +135,12 @@ fn main() {
         let spec = [TopicSpec { name: &t.raw, compacted: false }];
         rt.block_on(ensure_topic_specs(&kafka, &spec, PARTITIONS, Duration::from_secs(20)))
             .unwrap();
-        let cfg = SimulatorConfig { max_events: Some(records), ..config() };
+        let threads = std::env::var("BUSFLOW_BENCH_THREADS").ok().and_then(|s| s.parse().ok());
+        let cfg = SimulatorConfig {
+            max_events: Some(records),
+            threads: threads.unwrap_or(0),
+            ..config()
+        };
         let report = rt
             .block_on(busflow_simulator::run(
                 cfg,
@@ -115,10 +151,14 @@ fn main() {
             ))
             .unwrap();
         assert!(report.all_delivered(), "{report}");
-        let r = report.delivered_per_s();
+        // Steady state, like the bare loop (whose records are built before timing): from the
+        // first generated record to the last delivery; building the fleet shown apart.
+        let r = report.delivered as f64 / report.producing.as_secs_f64();
         println!(
-            "round {round}: simulator (gen+produce) {r:>10.0} records/s ({} records)",
-            report.delivered
+            "round {round}: simulator (gen+produce) {r:>10.0} records/s ({} records; {:.0}/s counting {:.2} s of fleet setup)",
+            report.delivered,
+            report.delivered_per_s(),
+            (report.wall - report.producing).as_secs_f64()
         );
         sim_runs.push(r);
     }

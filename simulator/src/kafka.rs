@@ -51,8 +51,11 @@ pub struct SimReport {
     pub vehicles: u32,
     /// Simulated time covered, seconds.
     pub sim_seconds: f64,
-    /// Wall time of the run.
+    /// Wall time of the run, setup included.
     pub wall: Duration,
+    /// Wall time from the first generated record until the last was delivered (the run
+    /// without building the fleet).
+    pub producing: Duration,
 }
 
 impl SimReport {
@@ -281,6 +284,14 @@ fn run_blocking(
         None => None,
     };
     let wall_start = Instant::now();
+    // librdkafka's broker thread (batching, lz4) is the bottleneck of a fast run; generator
+    // threads on every core starve it (measured in benches/produce.rs), so leave it a core.
+    let mut config = config.clone();
+    if config.threads == 0 {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        config.threads = cores.saturating_sub(1).max(1);
+    }
+    let config = &config;
     let mut sim = Simulation::new(network, config)?;
     let sent = Arc::new(AtomicU64::new(0));
     let waits = Arc::new(AtomicU64::new(0));
@@ -311,6 +322,7 @@ fn run_blocking(
     );
 
     let t0 = sim.sim_start();
+    let producing_start = Instant::now();
     let end_sim = config.sim_duration.map(|d| t0 + d.as_secs_f64());
     let paced = config.speedup.is_finite();
     let mut step = 1.0f64;
@@ -371,7 +383,10 @@ fn run_blocking(
     }
     flush_all(&producer);
     live.done.store(true, Ordering::Relaxed);
+    let wall = wall_start.elapsed();
+    let producing = producing_start.elapsed();
     if let Some(r) = reporter {
+        r.thread().unpark();
         let _ = r.join();
     }
     finished?;
@@ -392,7 +407,8 @@ fn run_blocking(
         queue_full_waits: waits.load(Ordering::Relaxed),
         vehicles: sim.vehicles(),
         sim_seconds: sim.sim_time() - t0,
-        wall: wall_start.elapsed(),
+        wall,
+        producing,
     };
     metrics::counter!("busflow_simulator_delivery_errors_total").increment(report.failed);
     Ok(report)
@@ -446,7 +462,10 @@ fn spawn_progress(
             let mut reported = (0u64, 0u64);
             loop {
                 let done = live.done.load(Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(if done { 0 } else { 500 }));
+                if !done {
+                    // Woken early (unpark) when the run ends, so it never delays the report.
+                    std::thread::park_timeout(Duration::from_millis(500));
+                }
                 let now = Instant::now();
                 let delivered = delivery.delivered.load(Ordering::Relaxed);
                 let failed = delivery.failed.load(Ordering::Relaxed);

@@ -151,7 +151,8 @@ enum Next {
 
 #[derive(Debug)]
 pub(crate) struct Vehicle {
-    key: Box<str>,
+    /// The vehicle id, inline so the hot loop does not chase a pointer.
+    key: Key,
     rng: SmallRng,
     period: f64,
     phase: f64,
@@ -170,7 +171,7 @@ pub(crate) struct Vehicle {
     stuck: bool,
     last_fix: Option<Fix>,
     held: Vec<u8>,
-    held_truth: Option<TruthRecord>,
+    held_truth: Option<Box<TruthRecord>>,
     held_left: u8,
 }
 
@@ -183,8 +184,34 @@ fn mix(mut z: u64) -> u64 {
 }
 
 /// The vehicle id for a vehicle number; wide enough for `count` vehicles.
-pub(crate) fn vehicle_key(n: u32, width: usize) -> Box<str> {
-    format!("bus-{n:0width$}").into_boxed_str()
+pub(crate) fn vehicle_key(n: u32, width: usize) -> Key {
+    let mut digits = Vec::with_capacity(10);
+    push_uint(&mut digits, u64::from(n));
+    let mut k = Key { bytes: [0; 16], len: 0 };
+    let pad = width.min(10).saturating_sub(digits.len());
+    for b in b"bus-".iter().chain(std::iter::repeat_n(&b'0', pad)).chain(digits.iter()) {
+        k.bytes[usize::from(k.len)] = *b;
+        k.len += 1;
+    }
+    k
+}
+
+/// `bus-` and up to 10 digits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Key {
+    bytes: [u8; 16],
+    len: u8,
+}
+
+impl Key {
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII is ever written.
+        std::str::from_utf8(self.as_bytes()).unwrap_or("bus-?")
+    }
 }
 
 impl Vehicle {
@@ -373,7 +400,7 @@ impl Vehicle {
         sink.send(self.key.as_bytes(), &self.held)?;
         ctx.stats.emitted += 1;
         if let (Some(out), Some(t)) = (ctx.truth.as_deref_mut(), self.held_truth.take()) {
-            out.push(t);
+            out.push(*t);
         }
         Ok(())
     }
@@ -471,7 +498,7 @@ impl Vehicle {
         let ids = (!self.no_ids).then(|| &*world.ids_json[a.trip as usize]);
         let (lat_out, lon_out) = encode(
             ctx.buf,
-            &self.key,
+            self.key.as_str(),
             ts,
             &fix,
             r.accuracy_m,
@@ -489,7 +516,7 @@ impl Vehicle {
             }
             let net = &world.network;
             TruthRecord {
-                vehicle_id: self.key.to_string(),
+                vehicle_id: self.key.as_str().to_string(),
                 seq: self.seq,
                 ts,
                 true_ts,
@@ -514,7 +541,7 @@ impl Vehicle {
             self.held_left = self.rng.random_range(1..=3);
             self.held_truth = truth.map(|mut t| {
                 t.faults.push(Fault::OutOfOrder);
-                t
+                Box::new(t)
             });
             return Ok(());
         }
