@@ -6,14 +6,15 @@ use std::sync::Arc;
 use busflow_core::geometry::{bearing_deg, haversine_m};
 use busflow_core::network::{RouteIdx, ShapeIdx, TripIdx};
 use busflow_core::{
-    Network, RawPosition, RejectReason, Rejected, SCHEMA_VERSION, VehiclePosition, VehicleStatus,
+    Network, Projection, RawPosition, RejectReason, Rejected, SCHEMA_VERSION, VehiclePosition,
+    VehicleStatus,
 };
 use h3o::Resolution;
 
 use crate::Error;
 use crate::config::PipelineConfig;
 use crate::parse::{Refusal, parse};
-use crate::snap::{Fix, MAX_TRACKS, Matched, Track, follow};
+use crate::snap::{Fix, MAX_TRACKS, Matched, Track, follow, fresh, heading_penalty};
 
 /// Within this distance of a shape's end, a vehicle that stops matching has finished the trip.
 const END_ZONE_M: f64 = 150.0;
@@ -511,29 +512,65 @@ impl Processor {
         fix: &Fix,
     ) -> Vec<Matched> {
         let net = &*self.net;
-        let mut shapes: Vec<ShapeIdx> = Vec::with_capacity(8);
+        let mut near: Option<Vec<busflow_core::network::NearShape>> = None;
+        let mut shapes: Vec<(ShapeIdx, Option<Projection>)> = Vec::with_capacity(8);
         if let Some(t) = st.trip {
-            shapes.push(net.trip(t).shape);
+            shapes.push((net.trip(t).shape, None));
         } else if let Some(r) = route_hint {
-            shapes.extend_from_slice(&net.route(r).shapes);
+            // The route's shapes that are tracked or near; a far variant is no candidate.
+            let route_shapes = &net.route(r).shapes;
+            for &s in route_shapes {
+                if st.track(s).is_some() {
+                    shapes.push((s, None));
+                } else {
+                    let near = near
+                        .get_or_insert_with(|| net.shapes_near(fix.lat, fix.lon, fix.max_off_m));
+                    if let Some(n) = near.iter().find(|n| n.shape == s) {
+                        shapes.push((s, Some(n.projection)));
+                    }
+                }
+            }
+            if shapes.is_empty() {
+                // Nowhere near its route: still report how far off it is.
+                shapes.extend(route_shapes.iter().map(|&s| (s, None)));
+            }
         } else {
-            shapes.extend(st.tracks().iter().map(|t| t.shape));
-            for near in
-                net.shapes_near(fix.lat, fix.lon, fix.max_off_m).into_iter().take(MAX_TRACKS)
-            {
-                if !shapes.contains(&near.shape) {
-                    shapes.push(near.shape);
+            shapes.extend(st.tracks().iter().map(|t| (t.shape, None)));
+            let near = near.get_or_insert_with(|| net.shapes_near(fix.lat, fix.lon, fix.max_off_m));
+            for n in near.iter().take(MAX_TRACKS) {
+                if !shapes.iter().any(|(s, _)| *s == n.shape) {
+                    shapes.push((n.shape, Some(n.projection)));
                 }
             }
         }
-        let mut out: Vec<Matched> =
-            shapes.iter().map(|&s| follow(net, s, st.track(s), fix)).collect();
+        // A lost track looks for its shape again only if the shape is near at all; only the
+        // chosen track pays for a full scan (leg choice), the others take the nearest point.
+        let primary = st.tracks().first().map(|t| t.shape);
+        let single = shapes.len() == 1;
+        let mut rescan = |shape: ShapeIdx| -> Option<(Projection, f64)> {
+            let near = near.get_or_insert_with(|| net.shapes_near(fix.lat, fix.lon, fix.max_off_m));
+            let hit = near.iter().find(|n| n.shape == shape)?;
+            if single || primary == Some(shape) {
+                Some(fresh(net, shape, fix))
+            } else {
+                let line = &net.shape(shape).line;
+                let p = hit.projection;
+                Some((p, p.off_m + heading_penalty(line, p.segment, fix)))
+            }
+        };
+        let mut out: Vec<Matched> = shapes
+            .iter()
+            .map(|&(s, seed)| follow(net, s, st.track(s), seed, fix, &mut rescan))
+            .collect();
         // Scores within a metre are a tie (shared road): then the busier shape.
         let trips =
             |m: &Matched| self.shape_trips.get(m.track.shape as usize).copied().unwrap_or(0);
         out.sort_by(|a, b| {
             a.track.score.round().total_cmp(&b.track.score.round()).then(trips(b).cmp(&trips(a)))
         });
+        // Keep the best and the alternatives still within reach.
+        let mut first = true;
+        out.retain(|m| std::mem::take(&mut first) || m.projection.off_m <= fix.max_off_m);
         out
     }
 }

@@ -6,12 +6,12 @@
 //! fix lands on the leg the bus is actually on. A new candidate gets a fresh match over the whole
 //! shape that, where legs overlap, prefers the leg whose direction agrees with the heading.
 
-use busflow_core::geometry::bearing_deg;
+use busflow_core::geometry::LocalFrame;
 use busflow_core::network::ShapeIdx;
 use busflow_core::{Network, Projection};
 
 /// Candidate tracks kept per vehicle.
-pub(crate) const MAX_TRACKS: usize = 4;
+pub(crate) const MAX_TRACKS: usize = 6;
 /// Weight of the newest misfit in a track's smoothed score.
 const SCORE_ALPHA: f32 = 0.35;
 /// Extra misfit for a leg heading the opposite way, metres.
@@ -51,36 +51,86 @@ fn angle_diff(a: f64, b: f64) -> f64 {
     if d > 180.0 { 360.0 - d } else { d }
 }
 
+pub(crate) fn heading_penalty(line: &busflow_core::Polyline, seg: usize, fix: &Fix) -> f64 {
+    let Some(h) = fix.heading else { return 0.0 };
+    let seg = seg.min(line.len().saturating_sub(2));
+    let frame = LocalFrame::new(fix.lat, fix.lon);
+    let (alat, alon) = line.point(seg);
+    let (blat, blon) = line.point(seg + 1);
+    let (ax, ay) = frame.to_xy(alat, alon);
+    let (bx, by) = frame.to_xy(blat, blon);
+    let b = (bx - ax).atan2(by - ay).to_degrees().rem_euclid(360.0);
+    HEADING_PENALTY_M * angle_diff(h, b) / 180.0
+}
+
 /// Best position on the whole shape, preferring legs that agree with the heading and, among
 /// equally good ones, the earliest.
+///
+/// One local frame for the whole scan and no trigonometry except for segments that could win:
+/// this runs for every new candidate, so it must stay cheap on shapes with a thousand points.
 pub(crate) fn fresh(net: &Network, shape: ShapeIdx, fix: &Fix) -> (Projection, f64) {
     let line = &net.shape(shape).line;
+    let frame = LocalFrame::new(fix.lat, fix.lon);
     let mut best: Option<(Projection, f64)> = None;
+    let (alat, alon) = line.point(0);
+    let (mut ax, mut ay) = frame.to_xy(alat, alon);
     for seg in 0..line.len().saturating_sub(1) {
-        let p = line.project_segment(fix.lat, fix.lon, seg);
-        if p.off_m > fix.max_off_m && best.is_some() {
-            continue;
-        }
-        let mut cost = p.off_m;
-        if let Some(h) = fix.heading {
-            let (alat, alon) = line.point(seg);
-            let (blat, blon) = line.point(seg + 1);
-            let seg_bearing = bearing_deg(alat, alon, blat, blon);
-            cost += HEADING_PENALTY_M * angle_diff(h, seg_bearing) / 180.0;
-        }
+        let (blat, blon) = line.point(seg + 1);
+        let (bx, by) = frame.to_xy(blat, blon);
+        let (dx, dy) = (bx - ax, by - ay);
+        let len2 = dx * dx + dy * dy;
+        let t = if len2 > 0.0 { ((-ax * dx - ay * dy) / len2).clamp(0.0, 1.0) } else { 0.0 };
+        let (px, py) = (ax + t * dx, ay + t * dy);
+        let off = (px * px + py * py).sqrt();
         // Strictly better by a metre, so near-ties keep the earlier leg.
-        if best.as_ref().is_none_or(|(_, c)| cost < c - 1.0) {
-            best = Some((p, cost));
+        let bound = best.as_ref().map_or(f64::INFINITY, |(_, c)| c - 1.0);
+        // Far segments only count while nothing is within reach (then the nearest is reported).
+        let in_reach = off <= fix.max_off_m;
+        if off < bound && (in_reach || best.as_ref().is_none_or(|(b, _)| b.off_m > fix.max_off_m)) {
+            let mut cost = off;
+            if let Some(h) = fix.heading {
+                let seg_bearing = dx.atan2(dy).to_degrees().rem_euclid(360.0);
+                cost += HEADING_PENALTY_M * angle_diff(h, seg_bearing) / 180.0;
+            }
+            let fallback_better =
+                best.as_ref().is_some_and(|(b, _)| b.off_m > fix.max_off_m && in_reach);
+            if cost < bound || fallback_better {
+                let (slat, slon) = line.point(seg);
+                let seg_m = line.cum_m(seg + 1) - line.cum_m(seg);
+                let p = Projection {
+                    dist_along_m: line.cum_m(seg) + t * seg_m,
+                    off_m: off,
+                    lat: slat + t * (blat - slat),
+                    lon: slon + t * (blon - slon),
+                    segment: seg,
+                };
+                best = Some((p, cost));
+            }
         }
+        (ax, ay) = (bx, by);
     }
     best.unwrap_or_else(|| (line.project(fix.lat, fix.lon), f64::INFINITY))
 }
 
 /// Matches a fix on `shape`, following `prev` when the vehicle was already tracked on it.
-pub(crate) fn follow(net: &Network, shape: ShapeIdx, prev: Option<&Track>, fix: &Fix) -> Matched {
+/// A track that no longer fits asks `rescan` for a new position on its shape (`None`: the
+/// shape is nowhere near).
+/// `seed` is a projection already known for a new candidate (from the spatial index), used
+/// instead of a fresh scan.
+pub(crate) fn follow(
+    net: &Network,
+    shape: ShapeIdx,
+    prev: Option<&Track>,
+    seed: Option<Projection>,
+    fix: &Fix,
+    rescan: &mut dyn FnMut(ShapeIdx) -> Option<(Projection, f64)>,
+) -> Matched {
     let line = &net.shape(shape).line;
     let Some(prev) = prev else {
-        let (p, cost) = fresh(net, shape, fix);
+        let (p, cost) = match seed {
+            Some(p) => (p, p.off_m + heading_penalty(line, p.segment, fix)),
+            None => fresh(net, shape, fix),
+        };
         let score = if cost.is_finite() { cost as f32 } else { p.off_m as f32 };
         return Matched { track: Track { shape, dist_m: p.dist_along_m, score }, projection: p };
     };
@@ -90,8 +140,10 @@ pub(crate) fn follow(net: &Network, shape: ShapeIdx, prev: Option<&Track>, fix: 
     if p.off_m > fix.max_off_m {
         // Lost the thread (a new trip on the same shape, or we had the wrong leg): a fresh
         // match wins only when it is clearly better.
-        let (g, cost) = fresh(net, shape, fix);
-        if g.off_m <= fix.max_off_m && g.off_m + fix.back_m < p.off_m {
+        if let Some((g, cost)) = rescan(shape)
+            && g.off_m <= fix.max_off_m
+            && g.off_m + fix.back_m < p.off_m
+        {
             // The heading penalty stays in the score, so a reversed leg does not win by
             // re-seeding itself.
             let score = (1.0 - SCORE_ALPHA) * prev.score + SCORE_ALPHA * cost as f32;
