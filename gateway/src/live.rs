@@ -13,6 +13,7 @@ use crate::state::{Upsert, VehicleStore};
 use crate::subscription::index::{SubId, SubscriptionIndex};
 use crate::subscription::queue::{
     ClientQueue, DensityCell, DensityFrame, Outgoing, Pushed, QueueLimits, RemoveReason,
+    SharedUpdate,
 };
 use crate::viewport::{Filter, cell_at, display_point};
 
@@ -136,6 +137,7 @@ impl LiveState {
         cands.dedup();
         let mut sent = 0u64;
         let mut closed = Vec::new();
+        let shared = SharedUpdate::new(new.clone());
         for id in &cands {
             let Some(sub) = inner.index.get_mut(*id) else { continue };
             let was = old.as_ref().is_some_and(|o| sub.filter.matches(o));
@@ -145,7 +147,7 @@ impl LiveState {
                 if !was {
                     client.visible += 1;
                 }
-                Outgoing::Update(new.clone())
+                Outgoing::Update(shared.clone())
             } else if was {
                 client.visible = client.visible.saturating_sub(1);
                 let reason = if sub.filter.in_view(&new) {

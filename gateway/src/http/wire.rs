@@ -18,11 +18,14 @@ enum Wire<'a> {
     Error { error: &'a str, message: &'a str },
 }
 
-/// The event's JSON text.
-pub(crate) fn to_json(e: &Outgoing) -> String {
+/// The event's JSON text. Updates are encoded once and shared between clients.
+pub(crate) fn to_json(e: &Outgoing) -> Arc<str> {
+    if let Outgoing::Update(u) = e {
+        return u.json(|p| encode(&Wire::Update { vehicle: p }));
+    }
     let w = match e {
         Outgoing::Snapshot { vehicles, resumed } => Wire::Snapshot { vehicles, resumed: *resumed },
-        Outgoing::Update(p) => Wire::Update { vehicle: p },
+        Outgoing::Update(u) => Wire::Update { vehicle: u.position() },
         Outgoing::Remove { vehicle_id, reason } => Wire::Remove { vehicle_id, reason: *reason },
         Outgoing::Density(f) => {
             Wire::Density { resolution: f.resolution, total: f.total, cells: &f.cells }
@@ -30,8 +33,12 @@ pub(crate) fn to_json(e: &Outgoing) -> String {
         Outgoing::Diff { removed, added } => Wire::Diff { removed, added },
         Outgoing::Error { code, message } => Wire::Error { error: code, message },
     };
+    Arc::from(encode(&w))
+}
+
+fn encode(w: &Wire<'_>) -> String {
     // Serializing these types cannot fail (no maps with non-string keys, no custom impls).
-    serde_json::to_string(&w).unwrap_or_else(|e| {
+    serde_json::to_string(w).unwrap_or_else(|e| {
         format!(
             r#"{{"type":"error","error":"internal","message":"{}"}}"#,
             e.to_string().escape_default()

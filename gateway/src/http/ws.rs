@@ -156,7 +156,7 @@ async fn session(
                     let text = wire::to_json(e);
                     bytes += text.len();
                     fatal |= matches!(e, Outgoing::Error { .. });
-                    if tx.send(Message::Text(text.into())).await.is_err() {
+                    if tx.send(Message::Text(text.to_string().into())).await.is_err() {
                         fatal = true;
                         break;
                     }
@@ -190,7 +190,7 @@ async fn session(
             _ = ping.tick() => {
                 if last_heard.elapsed() > idle_timeout {
                     let e = Outgoing::Error { code: "idle_timeout", message: format!("nothing heard from the client for {idle_timeout:?}") };
-                    let _ = tx.send(Message::Text(wire::to_json(&e).into())).await;
+                    let _ = tx.send(Message::Text(wire::to_json(&e).to_string().into())).await;
                     break "idle_timeout";
                 }
                 if tx.send(Message::Ping(Vec::new().into())).await.is_err() {
@@ -199,7 +199,7 @@ async fn session(
             }
             _ = shutdown.cancelled() => {
                 let e = Outgoing::Error { code: "shutting_down", message: "the gateway is shutting down; reconnect to another instance".into() };
-                let _ = tx.send(Message::Text(wire::to_json(&e).into())).await;
+                let _ = tx.send(Message::Text(wire::to_json(&e).to_string().into())).await;
                 break "shutdown";
             }
         }

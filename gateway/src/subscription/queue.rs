@@ -7,7 +7,7 @@
 //! distinct vehicles alone fills the buffer, is closed with a final `error` event.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use busflow_core::VehiclePosition;
@@ -51,6 +51,44 @@ pub struct DensityCell {
     pub count: usize,
 }
 
+/// An update shared by every client it goes to: the position, and its wire JSON encoded at
+/// most once however many clients send it (fan-out cost is then a copy, not a serialization).
+#[derive(Debug)]
+pub struct SharedUpdate {
+    position: Arc<VehiclePosition>,
+    json: OnceLock<Arc<str>>,
+}
+
+impl SharedUpdate {
+    /// Wraps a position for fan-out.
+    pub fn new(position: Arc<VehiclePosition>) -> Arc<Self> {
+        Arc::new(SharedUpdate { position, json: OnceLock::new() })
+    }
+
+    /// The position.
+    pub fn position(&self) -> &Arc<VehiclePosition> {
+        &self.position
+    }
+
+    /// The `update` event's JSON, encoded on first use.
+    pub fn json(&self, encode: impl FnOnce(&VehiclePosition) -> String) -> Arc<str> {
+        self.json.get_or_init(|| Arc::from(encode(&self.position))).clone()
+    }
+}
+
+impl std::ops::Deref for SharedUpdate {
+    type Target = VehiclePosition;
+    fn deref(&self) -> &VehiclePosition {
+        &self.position
+    }
+}
+
+impl PartialEq for SharedUpdate {
+    fn eq(&self, other: &Self) -> bool {
+        self.position == other.position
+    }
+}
+
 /// One event for a client.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outgoing {
@@ -62,7 +100,7 @@ pub enum Outgoing {
         resumed: bool,
     },
     /// A vehicle entered or moved inside the viewport.
-    Update(Arc<VehiclePosition>),
+    Update(Arc<SharedUpdate>),
     /// A vehicle left the subscription.
     Remove {
         /// Vehicle id.
@@ -289,7 +327,7 @@ mod tests {
     use crate::state::tests::vp;
 
     fn upd(id: &str, ts: i64) -> Outgoing {
-        Outgoing::Update(Arc::new(vp(id, ts, -16.9, 145.7, None)))
+        Outgoing::Update(SharedUpdate::new(Arc::new(vp(id, ts, -16.9, 145.7, None))))
     }
 
     #[test]
