@@ -233,6 +233,8 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Arc<Shared>) -> Resu
             ("enable.auto.commit", "false"),
             ("enable.auto.offset.store", "false"),
             ("auto.offset.reset", "earliest"),
+            // Latency: do not let the broker hold a fetch for long when little is waiting.
+            ("fetch.wait.max.ms", "10"),
         ])
         .create()?;
     let mut tpl = TopicPartitionList::new();
