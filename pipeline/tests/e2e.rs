@@ -7,14 +7,12 @@ mod common;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use busflow_core::geometry::haversine_m;
 use busflow_core::{Network, Topics, VehiclePosition, VehicleStatus};
 use busflow_kafka::{DevBroker, KafkaConfig};
-use busflow_pipeline::{PipelineConfig, Report, run};
+use busflow_pipeline::PipelineConfig;
 use common::*;
-use tokio_util::sync::CancellationToken;
 
 const PARTITIONS: i32 = 4;
 
@@ -25,41 +23,6 @@ fn outputs_for(raw: &str, tag: &str) -> Topics {
         rejected: format!("{raw}.{tag}.rejected"),
         latest: format!("{raw}.{tag}.latest"),
     }
-}
-
-/// Runs pipeline instances (one per config) until the group has committed the whole raw topic.
-async fn run_to_end(
-    cfgs: Vec<PipelineConfig>,
-    net: Arc<Network>,
-    kafka: KafkaConfig,
-    topics: Topics,
-) -> Vec<Report> {
-    let token = CancellationToken::new();
-    let group = cfgs[0].group_id.clone();
-    let mut handles = Vec::new();
-    for cfg in cfgs {
-        let (net, kafka, topics, token) =
-            (net.clone(), kafka.clone(), topics.clone(), token.clone());
-        handles.push(tokio::task::spawn_blocking(move || run(cfg, net, kafka, topics, token)));
-    }
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (done, end) = {
-            let (k, t, g) = (kafka.clone(), topics.clone(), group.clone());
-            tokio::task::spawn_blocking(move || progress(&k, &t, &g, PARTITIONS)).await.unwrap()
-        };
-        if done == end {
-            break;
-        }
-        assert!(Instant::now() < deadline, "pipeline committed {done} of {end} raw messages");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    token.cancel();
-    let mut reports = Vec::new();
-    for h in handles {
-        reports.push(h.await.unwrap().unwrap());
-    }
-    reports
 }
 
 /// A position without the fields that legitimately differ between runs.
@@ -91,7 +54,7 @@ async fn cairns_messy_traffic_scores_and_is_the_same_with_more_workers_and_proce
     // -w 1
     let t1 = outputs_for(&base.raw, "w1");
     let cfg = PipelineConfig { group_id: "g-w1".into(), ..PipelineConfig::default() };
-    let r1 = run_to_end(vec![cfg], net.clone(), kafka.clone(), t1.clone()).await;
+    let r1 = run_to_end(vec![cfg], net.clone(), kafka.clone(), t1.clone(), PARTITIONS).await;
     let out1 = outputs(&kafka, &t1);
     check_exactly_once(&raw, &out1);
     assert_eq!(r1[0].consumed as usize, raw.len());
@@ -150,7 +113,7 @@ async fn cairns_messy_traffic_scores_and_is_the_same_with_more_workers_and_proce
     // -w 2
     let t2 = outputs_for(&base.raw, "w2");
     let cfg = PipelineConfig { workers: 2, group_id: "g-w2".into(), ..PipelineConfig::default() };
-    run_to_end(vec![cfg], net.clone(), kafka.clone(), t2.clone()).await;
+    run_to_end(vec![cfg], net.clone(), kafka.clone(), t2.clone(), PARTITIONS).await;
     let out2 = outputs(&kafka, &t2);
     check_exactly_once(&raw, &out2);
     assert_eq!(out2.positions.iter().map(comparable).collect::<BTreeSet<_>>(), set1);
@@ -177,7 +140,7 @@ async fn cairns_messy_traffic_scores_and_is_the_same_with_more_workers_and_proce
             ..PipelineConfig::default()
         })
         .collect();
-    run_to_end(cfgs, net.clone(), kafka.clone(), t3.clone()).await;
+    run_to_end(cfgs, net.clone(), kafka.clone(), t3.clone(), PARTITIONS).await;
     let out3 = outputs(&kafka, &t3);
     check_exactly_once(&raw, &out3);
     assert_eq!(out3.positions.iter().map(comparable).collect::<BTreeSet<_>>(), set1);

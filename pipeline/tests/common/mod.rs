@@ -2,6 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use busflow_core::geometry::destination;
@@ -11,9 +12,11 @@ use busflow_kafka::rdkafka::message::Message;
 use busflow_kafka::rdkafka::producer::{FutureProducer, FutureRecord};
 use busflow_kafka::rdkafka::{Offset, TopicPartitionList};
 use busflow_kafka::{DevBroker, KafkaConfig};
+use busflow_pipeline::{PipelineConfig, Report, run};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
+use tokio_util::sync::CancellationToken;
 
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
@@ -346,4 +349,40 @@ pub fn check_exactly_once(raw: &[RawOut], out: &Outputs) {
         out.rejected.len(),
         raw.len()
     );
+}
+
+/// Runs pipeline instances (one per config) until the group has committed the whole raw topic.
+pub async fn run_to_end(
+    cfgs: Vec<PipelineConfig>,
+    net: Arc<Network>,
+    kafka: KafkaConfig,
+    topics: Topics,
+    partitions: i32,
+) -> Vec<Report> {
+    let token = CancellationToken::new();
+    let group = cfgs[0].group_id.clone();
+    let mut handles = Vec::new();
+    for cfg in cfgs {
+        let (net, kafka, topics, token) =
+            (net.clone(), kafka.clone(), topics.clone(), token.clone());
+        handles.push(tokio::task::spawn_blocking(move || run(cfg, net, kafka, topics, token)));
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (done, end) = {
+            let (k, t, g) = (kafka.clone(), topics.clone(), group.clone());
+            tokio::task::spawn_blocking(move || progress(&k, &t, &g, partitions)).await.unwrap()
+        };
+        if done == end {
+            break;
+        }
+        assert!(Instant::now() < deadline, "pipeline committed {done} of {end} raw messages");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    token.cancel();
+    let mut reports = Vec::new();
+    for h in handles {
+        reports.push(h.await.unwrap().unwrap());
+    }
+    reports
 }
