@@ -35,5 +35,9 @@ fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         .thread_name("busflow")
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
-    runtime.block_on(cmd::dispatch(cli))
+    let result = runtime.block_on(cmd::dispatch(cli));
+    // Every component is awaited inside dispatch, so anything still running here was abandoned
+    // (e.g. a metadata request to an unreachable broker) and must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    result
 }

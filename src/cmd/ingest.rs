@@ -4,7 +4,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use busflow_kafka::ensure_topics;
 use busflow_simulator::IngestConfig;
 use clap::{Args, Subcommand};
 
@@ -50,9 +49,9 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         .context("busflow ingest needs a broker: pass --brokers or set KAFKA_BROKERS")?;
     let topics = args.kafka.topics();
     let kafka = args.kafka.config(&brokers);
-    ensure_topics(&kafka, &topics, args.kafka.partitions, Duration::from_secs(30))
-        .await
-        .with_context(|| format!("preparing topics on {brokers}"))?;
+    if !crate::cmd::prepare_topics(&kafka, &topics, args.kafka.partitions, &shutdown).await? {
+        return Ok(ExitCode::SUCCESS);
+    }
     let config = IngestConfig {
         interval: args.interval,
         timeout: args.timeout,

@@ -60,7 +60,11 @@ pub async fn prepare_topics(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<bool> {
     loop {
-        match ensure_topics(kafka, topics, partitions, std::time::Duration::from_secs(10)).await {
+        let attempt = tokio::select! {
+            r = ensure_topics(kafka, topics, partitions, std::time::Duration::from_secs(10)) => r,
+            _ = shutdown.cancelled() => return Ok(false),
+        };
+        match attempt {
             Ok(report) => {
                 for t in &report.created {
                     tracing::info!(topic = %t, partitions, "created topic");

@@ -3,10 +3,8 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context as _;
-use busflow_kafka::ensure_topics;
 use busflow_simulator::{CSV_FIELDS, ReplayConfig, ReplayFormat};
 use clap::Args;
 
@@ -65,9 +63,9 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         .context("busflow replay needs a broker: pass --brokers or set KAFKA_BROKERS")?;
     let topics = args.kafka.topics();
     let kafka = args.kafka.config(&brokers);
-    ensure_topics(&kafka, &topics, args.kafka.partitions, Duration::from_secs(30))
-        .await
-        .with_context(|| format!("preparing topics on {brokers}"))?;
+    if !crate::cmd::prepare_topics(&kafka, &topics, args.kafka.partitions, &shutdown).await? {
+        return Ok(ExitCode::SUCCESS);
+    }
     let format = if args.csv { ReplayFormat::Csv } else { ReplayFormat::from_path(&args.file) };
     let config = ReplayConfig {
         path: args.file.clone(),
