@@ -109,15 +109,10 @@ impl GatewayOptions {
 pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     let metrics = crate::telemetry::install_metrics(args.metrics.metrics_addr)?;
     let shutdown = crate::shutdown::on_signal();
-    let brokers = args.kafka.brokers.clone().context(
-        "`busflow gateway` needs --brokers (or KAFKA_BROKERS); `busflow up` runs everything with an \
-         in-process broker",
-    )?;
-    let kafka = args.kafka.config(&brokers);
-    let topics = args.kafka.topics();
-    if !crate::cmd::prepare_topics(&kafka, &topics, args.kafka.partitions, &shutdown).await? {
+    let Some((kafka, topics)) = crate::cmd::connect(&args.kafka, "gateway", &shutdown).await?
+    else {
         return Ok(ExitCode::SUCCESS);
-    }
+    };
     let network = crate::cmd::load_network(&args.gtfs.path()).await?;
     let map = busflow_gateway::map::router(&args.map.config(network.bbox()));
 

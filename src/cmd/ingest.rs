@@ -42,16 +42,9 @@ pub struct GtfsRtArgs {
 pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     let IngestSource::GtfsRt(args) = args.source;
     let shutdown = crate::shutdown::on_signal();
-    let brokers = args
-        .kafka
-        .brokers
-        .clone()
-        .context("busflow ingest needs a broker: pass --brokers or set KAFKA_BROKERS")?;
-    let topics = args.kafka.topics();
-    let kafka = args.kafka.config(&brokers);
-    if !crate::cmd::prepare_topics(&kafka, &topics, args.kafka.partitions, &shutdown).await? {
+    let Some((kafka, topics)) = crate::cmd::connect(&args.kafka, "ingest", &shutdown).await? else {
         return Ok(ExitCode::SUCCESS);
-    }
+    };
     let config = IngestConfig {
         interval: args.interval,
         timeout: args.timeout,

@@ -10,7 +10,7 @@ use busflow_core::{Network, Topics};
 use busflow_kafka::{KafkaConfig, ensure_topics};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, KafkaArgs};
 
 pub mod gateway;
 pub mod ingest;
@@ -85,4 +85,21 @@ pub async fn prepare_topics(
             }
         }
     }
+}
+
+/// The Kafka side of a command that runs against an existing broker: requires `--brokers`, then
+/// prepares the topics (waiting for the broker). `None` when shut down before the broker answered.
+pub async fn connect(
+    args: &KafkaArgs,
+    command: &str,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<(KafkaConfig, Topics)>> {
+    let brokers = args.brokers.clone().with_context(|| {
+        format!(
+            "`busflow {command}` needs a broker: pass --brokers or set KAFKA_BROKERS \
+             (`busflow up` runs everything with an in-process broker)"
+        )
+    })?;
+    let (kafka, topics) = (args.config(&brokers), args.topics());
+    Ok(prepare_topics(&kafka, &topics, args.partitions, shutdown).await?.then_some((kafka, topics)))
 }

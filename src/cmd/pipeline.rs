@@ -99,11 +99,6 @@ impl PipelineOptions {
 pub async fn run(args: PipelineArgs) -> anyhow::Result<ExitCode> {
     let _metrics = crate::telemetry::install_metrics(args.metrics.metrics_addr)?;
     let shutdown = crate::shutdown::on_signal();
-    let topics = args.kafka.topics();
-    let brokers = args.kafka.brokers.clone().context(
-        "busflow pipeline needs --brokers (or KAFKA_BROKERS); `busflow up` runs everything with an in-process broker",
-    )?;
-    let kafka = args.kafka.config(&brokers);
     let cfg = args.options.config();
     if cfg.process_index >= cfg.processes {
         anyhow::bail!(
@@ -114,9 +109,10 @@ pub async fn run(args: PipelineArgs) -> anyhow::Result<ExitCode> {
     }
 
     // Topics: wait for the broker rather than exit while it is down.
-    if !crate::cmd::prepare_topics(&kafka, &topics, args.kafka.partitions, &shutdown).await? {
+    let Some((kafka, topics)) = crate::cmd::connect(&args.kafka, "pipeline", &shutdown).await?
+    else {
         return Ok(ExitCode::SUCCESS);
-    }
+    };
 
     let network = crate::cmd::load_network(&args.gtfs.path()).await?;
 

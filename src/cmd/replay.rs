@@ -56,16 +56,9 @@ fn parse_speedup(s: &str) -> Result<f64, String> {
 
 pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let shutdown = crate::shutdown::on_signal();
-    let brokers = args
-        .kafka
-        .brokers
-        .clone()
-        .context("busflow replay needs a broker: pass --brokers or set KAFKA_BROKERS")?;
-    let topics = args.kafka.topics();
-    let kafka = args.kafka.config(&brokers);
-    if !crate::cmd::prepare_topics(&kafka, &topics, args.kafka.partitions, &shutdown).await? {
+    let Some((kafka, topics)) = crate::cmd::connect(&args.kafka, "replay", &shutdown).await? else {
         return Ok(ExitCode::SUCCESS);
-    }
+    };
     let format = if args.csv { ReplayFormat::Csv } else { ReplayFormat::from_path(&args.file) };
     let config = ReplayConfig {
         path: args.file.clone(),

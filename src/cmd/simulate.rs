@@ -159,16 +159,10 @@ fn parse_hhmm(s: &str) -> Result<NaiveTime, String> {
 pub async fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let _metrics = crate::telemetry::install_metrics(args.metrics.metrics_addr)?;
     let shutdown = crate::shutdown::on_signal();
-    let brokers = args
-        .kafka
-        .brokers
-        .clone()
-        .context("busflow simulate needs a broker: pass --brokers or set KAFKA_BROKERS (`busflow up` runs one in-process)")?;
-    let topics = args.kafka.topics();
-    let kafka = args.kafka.config(&brokers);
-    if !crate::cmd::prepare_topics(&kafka, &topics, args.kafka.partitions, &shutdown).await? {
+    let Some((kafka, topics)) = crate::cmd::connect(&args.kafka, "simulate", &shutdown).await?
+    else {
         return Ok(ExitCode::SUCCESS);
-    }
+    };
     let gtfs = args.gtfs.path();
     let network = crate::cmd::load_network(&gtfs).await?;
 
@@ -186,7 +180,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(
         feed = %gtfs.display(),
         topic = %topics.raw,
-        brokers = %brokers,
+        brokers = %kafka.brokers,
         vehicles = ?config.vehicles,
         hz = config.hz,
         speedup = config.speedup,
