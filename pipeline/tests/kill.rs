@@ -22,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 const PARTITIONS: i32 = 4;
 const GROUP: &str = "kill-test";
+/// SIGKILLs in one run, each at a random moment after the process made progress of its own.
+const KILLS: usize = 12;
 
 fn topics_from_env(prefix: &str) -> Topics {
     Topics {
@@ -70,8 +72,8 @@ async fn sigkill_at_random_moments_keeps_exactly_once() {
     let brokers = dev.bootstrap_servers().to_string();
     let kafka = KafkaConfig::new(brokers.clone());
 
-    // Traffic keeps arriving (about 1000 messages/s) for the whole run, so every kill lands
-    // with input in flight.
+    // Traffic keeps arriving (about 1000 messages/s for 18 s) and a debug-build pipeline that
+    // restarts every couple of seconds stays behind it, so every kill lands with input in flight.
     let raw = traffic(&net, 150, 120, 23);
     let feeder = {
         let (kafka, topic, raw) = (kafka.clone(), topics.raw.clone(), raw.clone());
@@ -86,7 +88,7 @@ async fn sigkill_at_random_moments_keeps_exactly_once() {
     let mut rng = rand::rng();
     let mut kills = Vec::new();
     let mut committed_before = 0;
-    for i in 0..7 {
+    for i in 0..KILLS {
         let mut child = spawn_child(&brokers, &prefix, 1 + i % 2);
         // Kill once this process has made progress of its own, at a random moment after.
         let wait_until = Instant::now() + Duration::from_secs(90);
@@ -115,10 +117,10 @@ async fn sigkill_at_random_moments_keeps_exactly_once() {
     }
     feeder.await.unwrap();
     eprintln!("SIGKILLs (after ms, committed, raw end): {kills:?}");
-    assert!(kills.len() >= 5);
+    assert_eq!(kills.len(), KILLS);
     assert!(
-        kills.iter().filter(|(_, done, end)| done < end).count() >= 5,
-        "at least five kills must land with work outstanding: {kills:?}"
+        kills.iter().filter(|(_, done, end)| done < end).count() >= KILLS - 2,
+        "nearly every kill must land with work outstanding: {kills:?}"
     );
 
     // A last process runs to the end and stops cleanly.

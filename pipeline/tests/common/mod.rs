@@ -307,6 +307,20 @@ pub fn check_exactly_once(raw: &[RawOut], out: &Outputs) {
             p.ts
         );
     }
+    // Per-vehicle order: a vehicle's positions sit in one partition (keyed by vehicle id) and
+    // must appear there in increasing event time, whatever restarts happened in between.
+    let mut last_ts: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+    for p in &out.positions {
+        if let Some(prev) = last_ts.insert(&p.vehicle_id, p.ts) {
+            assert!(
+                prev < p.ts,
+                "{}: position at {} after {} in the topic",
+                p.vehicle_id,
+                p.ts,
+                prev
+            );
+        }
+    }
     let mut sources = HashSet::new();
     for p in &out.positions {
         assert!(
