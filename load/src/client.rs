@@ -54,9 +54,15 @@ enum Incoming {
     Update {
         vehicle: Vehicle,
     },
+    Remove {
+        vehicle_id: String,
+    },
     Diff {
+        #[serde(default)]
+        removed: Vec<String>,
         added: Vec<Vehicle>,
     },
+    Density {},
     Error {
         error: String,
     },
@@ -85,6 +91,12 @@ struct Session<'a> {
     pending: Option<Viewport>,
     lat: LatencyBuffer,
     shared: &'a Shared,
+    /// Vehicles the viewer holds now, as a map client would.
+    held: std::collections::HashSet<String>,
+    /// Connected now (counted in the live gauge).
+    live: bool,
+    /// The last SSE event id, sent back as `Last-Event-ID` on reconnect.
+    last_event_id: Option<String>,
 }
 
 fn now_ms() -> i64 {
@@ -127,27 +139,36 @@ impl Session<'_> {
         };
         match msg {
             Incoming::Snapshot { vehicles } => {
-                if self.row.snapshot_ms.is_none() {
-                    let el = self.started.elapsed();
-                    self.row.snapshot_ms = Some(el.as_secs_f64() * 1000.0);
-                    self.shared.record_snapshot(el.as_micros() as u64);
-                }
+                self.first_snapshot();
+                self.row.snapshots += 1;
+                self.row.density = false;
+                // A snapshot replaces everything held: what a reconnecting map must do to drop
+                // vehicles that went away while it was gone.
+                self.held = vehicles.iter().map(|v| v.vehicle_id.clone()).collect();
                 vehicles.iter().for_each(|v| self.check(v));
             }
             Incoming::Update { vehicle } => {
                 self.latency(&vehicle);
                 self.check(&vehicle);
+                self.held.insert(vehicle.vehicle_id);
             }
-            Incoming::Diff { added } => {
+            Incoming::Remove { vehicle_id } => {
+                self.held.remove(&vehicle_id);
+            }
+            Incoming::Diff { removed, added } => {
                 if let Some(p) = self.pending.take() {
                     self.current = p;
                 }
-                if self.row.snapshot_ms.is_none() {
-                    let el = self.started.elapsed();
-                    self.row.snapshot_ms = Some(el.as_secs_f64() * 1000.0);
-                    self.shared.record_snapshot(el.as_micros() as u64);
+                self.first_snapshot();
+                for id in &removed {
+                    self.held.remove(id);
                 }
                 added.iter().for_each(|v| self.check(v));
+                self.held.extend(added.into_iter().map(|v| v.vehicle_id));
+            }
+            Incoming::Density {} => {
+                self.row.density = true;
+                self.held.clear();
             }
             Incoming::Error { error } => {
                 self.row.disconnect = Some(error);
@@ -162,21 +183,40 @@ impl Session<'_> {
         true
     }
 
+    fn first_snapshot(&mut self) {
+        if self.row.snapshot_ms.is_none() {
+            let el = self.started.elapsed();
+            self.row.snapshot_ms = Some(el.as_secs_f64() * 1000.0);
+            self.shared.record_snapshot(el.as_micros() as u64);
+        }
+    }
+
     fn connected(&mut self) {
-        let el = self.started.elapsed();
-        self.row.connect_ms = Some(el.as_secs_f64() * 1000.0);
-        self.shared.record_connect(el.as_micros() as u64);
+        // Connect time is the first connection's; a reconnection only clears the last error.
+        if self.row.connect_ms.is_none() {
+            let el = self.started.elapsed();
+            self.row.connect_ms = Some(el.as_secs_f64() * 1000.0);
+            self.shared.record_connect(el.as_micros() as u64);
+        }
+        self.row.error = None;
+        self.live = true;
         self.shared.connected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn dropped(&mut self) {
+        if std::mem::take(&mut self.live) {
+            self.shared.connected.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     fn finish(mut self) -> ClientRow {
         self.shared.flush(&mut self.lat);
-        if self.row.connect_ms.is_some() {
-            self.shared.connected.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.dropped();
         if self.row.error.is_some() {
             self.shared.failures.fetch_add(1, Ordering::Relaxed);
         }
+        self.row.held = self.held.into_iter().collect();
+        self.row.final_query = self.pending.as_ref().unwrap_or(&self.current).query();
         self.row
     }
 }
@@ -194,6 +234,42 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
+/// The vehicle ids the gateway's `/v1/vehicles` returns for a viewport query.
+pub(crate) async fn gateway_ids(
+    gateway: std::net::SocketAddr,
+    query: &str,
+    token: Option<&str>,
+) -> Result<std::collections::HashSet<String>, String> {
+    #[derive(Deserialize)]
+    struct Id {
+        vehicle_id: String,
+    }
+    #[derive(Deserialize)]
+    struct Vehicles {
+        vehicles: Vec<Id>,
+    }
+    let stream = TcpStream::connect(gateway).await.map_err(|e| io_reason(&e))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("http_handshake: {e}"))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut req = Request::get(format!("/v1/vehicles?{query}")).header(HOST, gateway.to_string());
+    if let Some(t) = token {
+        req = req.header(AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let req = req.body(Empty::<Bytes>::new()).map_err(|e| format!("bad_request: {e}"))?;
+    let resp = sender.send_request(req).await.map_err(|e| format!("http: {e}"))?;
+    let status = resp.status();
+    let body = resp.into_body().collect().await.map_err(|e| format!("http: {e}"))?.to_bytes();
+    if !status.is_success() {
+        return Err(format!("http_{}: {}", status.as_u16(), String::from_utf8_lossy(&body)));
+    }
+    let v: Vehicles = serde_json::from_slice(&body).map_err(|e| format!("bad body: {e}"))?;
+    Ok(v.vehicles.into_iter().map(|v| v.vehicle_id).collect())
+}
+
 impl Viewer {
     pub async fn run(self) -> ClientRow {
         let transport = self.config.transport;
@@ -204,10 +280,32 @@ impl Viewer {
             pending: None,
             lat: LatencyBuffer::default(),
             shared: &self.shared,
+            held: Default::default(),
+            live: false,
+            last_event_id: None,
         };
-        match transport {
-            Transport::Sse => self.sse(&mut s).await,
-            Transport::Ws => self.ws(&mut s).await,
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            match transport {
+                Transport::Sse => self.sse(&mut s).await,
+                Transport::Ws => self.ws(&mut s).await,
+            }
+            let was_live = s.live;
+            s.dropped();
+            if !self.config.reconnect || self.stop.is_cancelled() {
+                break;
+            }
+            if was_live {
+                backoff = Duration::from_millis(250);
+            }
+            // Spread reconnections so a restarted gateway is not hit by every viewer at once.
+            let jitter = Duration::from_millis((self.id as u64 * 37) % 250);
+            tokio::select! {
+                _ = self.stop.cancelled() => break,
+                _ = tokio::time::sleep(backoff + jitter) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+            s.row.reconnects += 1;
         }
         s.finish()
     }
@@ -251,6 +349,9 @@ impl Viewer {
             .header(ACCEPT, "text/event-stream");
         if let Some(t) = &self.config.auth_token {
             req = req.header(AUTHORIZATION, format!("Bearer {t}"));
+        }
+        if let Some(id) = &s.last_event_id {
+            req = req.header("last-event-id", id.as_str());
         }
         let req = match req.body(Empty::<Bytes>::new()) {
             Ok(r) => r,
@@ -307,6 +408,9 @@ impl Viewer {
                         return;
                     }
                     Some(Ok(ev)) => {
+                        if !ev.id.is_empty() {
+                            s.last_event_id = Some(ev.id);
+                        }
                         if !s.handle(&ev.data) {
                             return;
                         }
@@ -348,7 +452,11 @@ impl Viewer {
         };
         s.connected();
         let (mut tx, mut rx) = ws.split();
-        if tx.send(Message::Text(self.viewport.subscribe_message().into())).await.is_err() {
+        // After a reconnection, the viewport the viewer had moved to, not the first one.
+        if let Some(p) = s.pending.take() {
+            s.current = p;
+        }
+        if tx.send(Message::Text(s.current.subscribe_message().into())).await.is_err() {
             s.row.disconnect = Some("send_failed".into());
             return;
         }

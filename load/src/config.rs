@@ -69,6 +69,13 @@ pub struct LoadConfig {
     pub auth_token: Option<String>,
     /// Live progress line on stderr.
     pub progress: bool,
+    /// Reconnect a viewer whose stream ends or cannot connect (backing off up to 2 s; SSE sends
+    /// `Last-Event-ID`), as a browser's EventSource does; counted per viewer.
+    pub reconnect: bool,
+    /// At the end, compare what each viewer holds with the gateway's `/v1/vehicles` for its
+    /// viewport: vehicles it holds that the gateway does not have (ghosts) and the reverse.
+    /// Meaningful when the input has stopped (the state no longer moves).
+    pub verify_state: bool,
 }
 
 impl Default for LoadConfig {
@@ -89,6 +96,8 @@ impl Default for LoadConfig {
             seed: 1,
             auth_token: None,
             progress: true,
+            reconnect: false,
+            verify_state: false,
         }
     }
 }

@@ -53,6 +53,23 @@ pub struct ClientRow {
     pub disconnect: Option<String>,
     /// Why the viewer could not connect (`connect_refused`, `http_429`, ...).
     pub error: Option<String>,
+    /// Times the viewer reconnected (with reconnection on).
+    pub reconnects: u64,
+    /// Snapshots received (one per connection, plus density/stream switches).
+    pub snapshots: u64,
+    /// Vehicles held at the end that the gateway did not have (with state verification).
+    pub ghosts: Option<u64>,
+    /// Vehicles the gateway had in the viewport that the viewer did not hold.
+    pub missing: Option<u64>,
+    /// Vehicle ids the viewer held at the end, for the verification (not reported).
+    #[serde(skip)]
+    pub held: Vec<String>,
+    /// The viewer's stream switched to density events, so it holds no vehicle list.
+    #[serde(skip)]
+    pub density: bool,
+    /// The viewer's viewport at the end, as a query string (it moves with viewport changes).
+    #[serde(skip)]
+    pub final_query: String,
 }
 
 impl ClientRow {
@@ -205,8 +222,16 @@ pub struct LoadReport {
     pub violations: u64,
     /// Connection failures by reason.
     pub errors: BTreeMap<String, u64>,
-    /// Early stream ends by reason.
+    /// Early stream ends by reason (the last one per viewer).
     pub disconnects: BTreeMap<String, u64>,
+    /// Reconnections, all viewers together.
+    pub reconnects: u64,
+    /// Viewers whose final state was compared with the gateway's (state verification on).
+    pub verified: usize,
+    /// Vehicles viewers held at the end that the gateway did not have.
+    pub ghosts: u64,
+    /// Vehicles the gateway had in a viewer's viewport that the viewer did not hold.
+    pub missing: u64,
     /// Per viewer.
     pub per_client: Vec<ClientRow>,
 }
@@ -251,6 +276,10 @@ impl LoadReport {
             violations: per_client.iter().map(|r| r.violations).sum(),
             errors,
             disconnects,
+            reconnects: per_client.iter().map(|r| r.reconnects).sum(),
+            verified: per_client.iter().filter(|r| r.ghosts.is_some()).count(),
+            ghosts: per_client.iter().filter_map(|r| r.ghosts).sum(),
+            missing: per_client.iter().filter_map(|r| r.missing).sum(),
             per_client,
         }
     }
@@ -260,12 +289,12 @@ impl LoadReport {
         let err = |source| Error::Report { path: path.display().to_string(), source };
         let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(err)?);
         if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
-            writeln!(f, "id,transport,west,south,east,north,routes,connect_ms,snapshot_ms,events,bytes,violations,viewport_changes,disconnect,error").map_err(err)?;
+            writeln!(f, "id,transport,west,south,east,north,routes,connect_ms,snapshot_ms,events,bytes,violations,viewport_changes,disconnect,error,reconnects,ghosts,missing").map_err(err)?;
             let opt = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_default();
             for r in &self.per_client {
                 writeln!(
                     f,
-                    "{},{},{},{},{},{},\"{}\",{},{},{},{},{},{},{},{}",
+                    "{},{},{},{},{},{},\"{}\",{},{},{},{},{},{},{},{},{},{},{}",
                     r.id,
                     r.transport,
                     r.bbox[0],
@@ -280,7 +309,10 @@ impl LoadReport {
                     r.violations,
                     r.viewport_changes,
                     r.disconnect.as_deref().unwrap_or(""),
-                    r.error.as_deref().unwrap_or("")
+                    r.error.as_deref().unwrap_or(""),
+                    r.reconnects,
+                    r.ghosts.map(|g| g.to_string()).unwrap_or_default(),
+                    r.missing.map(|m| m.to_string()).unwrap_or_default()
                 )
                 .map_err(err)?;
             }
@@ -333,7 +365,18 @@ impl fmt::Display for LoadReport {
             }
         };
         writeln!(f, "  connection errors: {}", list(&self.errors))?;
-        write!(f, "  early disconnects: {}", list(&self.disconnects))
+        write!(f, "  early disconnects: {}", list(&self.disconnects))?;
+        if self.reconnects > 0 {
+            write!(f, "\n  reconnects: {}", self.reconnects)?;
+        }
+        if self.verified > 0 {
+            write!(
+                f,
+                "\n  final state vs gateway ({} viewers): {} ghosts, {} missing",
+                self.verified, self.ghosts, self.missing
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -79,6 +79,9 @@ pub async fn run(config: LoadConfig, shutdown: CancellationToken) -> Result<Load
         }
     }
     let _ = ticker.await;
+    if config.verify_state {
+        verify(&config, &mut rows).await;
+    }
     if let Some(p) = progress {
         p.finish_and_clear();
     }
@@ -90,6 +93,35 @@ pub async fn run(config: LoadConfig, shutdown: CancellationToken) -> Result<Load
         &shared,
         rows,
     ))
+}
+
+/// Compares what every connected viewer holds with the gateway's state for its viewport.
+async fn verify(config: &LoadConfig, rows: &mut [crate::report::ClientRow]) {
+    use futures::StreamExt as _;
+    let token = config.auth_token.as_deref();
+    let checks = rows
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.connect_ms.is_some() && r.error.is_none() && !r.density)
+        .map(|(i, r)| {
+            let query = r.final_query.clone();
+            async move { (i, crate::client::gateway_ids(config.gateway, &query, token).await) }
+        });
+    // A few at a time: the point is the comparison, not another load test.
+    let results: Vec<_> = futures::stream::iter(checks).buffer_unordered(16).collect().await;
+    for (i, res) in results {
+        let row = &mut rows[i];
+        match res {
+            Ok(gateway) => {
+                let held: std::collections::HashSet<&str> =
+                    row.held.iter().map(String::as_str).collect();
+                row.ghosts = Some(held.iter().filter(|id| !gateway.contains(**id)).count() as u64);
+                row.missing =
+                    Some(gateway.iter().filter(|id| !held.contains(id.as_str())).count() as u64);
+            }
+            Err(e) => tracing::warn!(viewer = row.id, "state verification failed: {e}"),
+        }
+    }
 }
 
 fn progress_bar(enabled: bool) -> Option<indicatif::ProgressBar> {

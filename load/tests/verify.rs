@@ -172,3 +172,85 @@ async fn websocket_viewers_subscribe_and_are_checked() {
     assert_eq!(r.events, 4);
     assert_eq!(r.violations, 4, "{r}");
 }
+
+/// A fake gateway that ends the first stream of every viewer after a snapshot with vehicles
+/// `a` and `b` (as a restarting gateway does), serves `a` alone from the second stream on (`b`
+/// went away meanwhile), and answers `/v1/vehicles` with `rest` (ids, at the viewport centre).
+async fn fake_restarting(rest: &'static [&'static str]) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let streams = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else { return };
+            let streams = streams.clone();
+            tokio::spawn(async move {
+                let req = read_request(&mut s).await;
+                let [w, so, e, n] = bbox_of(&req);
+                let (clat, clon) = ((so + n) / 2.0, (w + e) / 2.0);
+                if req.starts_with("GET /v1/vehicles") {
+                    let list: Vec<String> = rest.iter().map(|id| vehicle(id, clat, clon)).collect();
+                    let body =
+                        format!("{{\"count\":{},\"vehicles\":[{}]}}", list.len(), list.join(","));
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = s.write_all(resp.as_bytes()).await;
+                    return;
+                }
+                let first = streams.lock().unwrap().insert(format!("{w},{so}"));
+                let vehicles = if first {
+                    format!("{},{}", vehicle("a", clat, clon), vehicle("b", clat, clon))
+                } else {
+                    assert!(req.to_ascii_lowercase().contains("last-event-id: 7"), "{req}");
+                    vehicle("a", clat, clon)
+                };
+                let body = format!(
+                    "id: 7\nevent: snapshot\ndata: {{\"type\":\"snapshot\",\"resumed\":{},\"vehicles\":[{vehicles}]}}\n\n",
+                    !first
+                );
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(format!("{:x}\r\n{body}\r\n", body.len()).as_bytes()).await;
+                if first {
+                    let _ = s.write_all(b"0\r\n\r\n").await;
+                } else {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_reconnect_and_drop_what_the_fresh_snapshot_no_longer_has() {
+    let addr = fake_restarting(&["a"]).await;
+    let cfg = LoadConfig {
+        reconnect: true,
+        verify_state: true,
+        duration: Duration::from_millis(1500),
+        ..config(addr, 4)
+    };
+    let r = busflow_load::run(cfg, CancellationToken::new()).await.unwrap();
+    assert_eq!(r.connected, 4, "{r}");
+    assert!(r.per_client.iter().all(|c| c.reconnects >= 1 && c.snapshots >= 2), "{r}");
+    assert_eq!(r.verified, 4, "{r}");
+    assert_eq!((r.ghosts, r.missing), (0, 0), "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_finds_ghosts_and_missing_vehicles() {
+    // The gateway says `a` and `c`; viewers hold `a` (and `b`, without reconnection).
+    let addr = fake_restarting(&["a", "c"]).await;
+    let cfg = LoadConfig { reconnect: true, verify_state: true, ..config(addr, 2) };
+    let r = busflow_load::run(cfg, CancellationToken::new()).await.unwrap();
+    assert_eq!((r.ghosts, r.missing), (0, 2), "{r}");
+    // Without reconnecting, nothing replaces the first snapshot: `b` stays, a ghost.
+    let addr = fake_restarting(&["a", "c"]).await;
+    let cfg = LoadConfig { reconnect: false, verify_state: true, ..config(addr, 2) };
+    let r = busflow_load::run(cfg, CancellationToken::new()).await.unwrap();
+    assert_eq!(r.reconnects, 0, "{r}");
+    assert_eq!((r.ghosts, r.missing), (2, 2), "{r}");
+}

@@ -72,6 +72,13 @@ pub struct LoadArgs {
     /// Write the full report: `.csv` (one row per viewer) or JSON (anything else).
     #[arg(long, env = "BUSFLOW_LOAD_REPORT")]
     pub report: Option<PathBuf>,
+    /// Reconnect viewers whose stream ends or cannot connect, like a browser's EventSource.
+    #[arg(long, env = "BUSFLOW_LOAD_RECONNECT")]
+    pub reconnect: bool,
+    /// At the end, compare what every viewer holds with the gateway's /v1/vehicles for its
+    /// viewport (ghosts and missing vehicles; use when the input has stopped).
+    #[arg(long, env = "BUSFLOW_LOAD_VERIFY_STATE")]
+    pub verify_state: bool,
     /// No live progress line (log a line every 10 s instead).
     #[arg(long, env = "BUSFLOW_LOAD_NO_PROGRESS")]
     pub no_progress: bool,
@@ -115,6 +122,8 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         seed: args.seed,
         auth_token: args.auth_token.clone(),
         progress: !args.no_progress,
+        reconnect: args.reconnect,
+        verify_state: args.verify_state,
     };
     tracing::info!(
         gateway = %config.gateway,
