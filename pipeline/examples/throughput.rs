@@ -3,8 +3,12 @@
 //! added latency at a fixed input rate.
 //!
 //! ```text
-//! cargo run --release -p busflow-pipeline --example throughput -- BROKERS [MESSAGES] [WORKERS] [RATE]
+//! cargo run --release -p busflow-pipeline --example throughput -- BROKERS [MESSAGES] [WORKERS] [RATES] [SECONDS]
 //! ```
+//!
+//! RATES is a comma-separated list (default `20000`); each rate runs SECONDS (default 10). Besides
+//! the human-readable lines, every figure is printed once more as a `BENCH_RESULT {json}` line
+//! for `bench/run.sh`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -64,6 +68,11 @@ impl Fleet {
         raw.speed_mps = Some(8.0);
         (id, serde_json::to_vec(&raw).unwrap())
     }
+}
+
+/// One machine-readable figure for `bench/run.sh`.
+fn result(v: serde_json::Value) {
+    println!("BENCH_RESULT {v}");
 }
 
 fn producer(kafka: &KafkaConfig) -> ThreadedProducer<DefaultProducerContext> {
@@ -132,7 +141,11 @@ fn main() {
     let brokers = args.get(1).cloned().unwrap_or_else(|| "127.0.0.1:9092".into());
     let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(200_000);
     let workers: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(2);
-    let rate: u64 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(20_000);
+    let rates: Vec<u64> = args
+        .get(4)
+        .map(|s| s.split(',').filter_map(|r| r.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![20_000]);
+    let seconds: u64 = args.get(5).and_then(|s| s.parse().ok()).unwrap_or(10);
     let kafka = KafkaConfig::new(brokers);
     let net = Arc::new(Network::load(busflow_core::bundled_gtfs_path()).unwrap());
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -165,12 +178,18 @@ fn main() {
     let copy_time = identity_copy(&kafka, &topics.raw, &copy, n as i64);
     let copy_rate = n as f64 / copy_time.as_secs_f64();
     println!("identity copy: {n} in {:.2}s = {copy_rate:.0} msg/s", copy_time.as_secs_f64());
+    result(serde_json::json!({"stage": "pipeline", "kind": "identity_copy", "workers": workers,
+        "messages": n, "seconds": copy_time.as_secs_f64(), "per_s": copy_rate}));
 
     // 3. Pipeline on the same backlog (time from start to everything committed, which
     //    includes startup and recovery scan of empty output topics).
     let token = CancellationToken::new();
     let group = format!("{tag}-pipeline");
-    let cfg = PipelineConfig { workers, group_id: group.clone(), ..PipelineConfig::default() };
+    let mut cfg = PipelineConfig { workers, group_id: group.clone(), ..PipelineConfig::default() };
+    // For comparing epoch lengths without rebuilding.
+    if let Some(ms) = std::env::var("BUSFLOW_BENCH_EPOCH_MS").ok().and_then(|s| s.parse().ok()) {
+        cfg.epoch = Duration::from_millis(ms);
+    }
     let started = Instant::now();
     let handle = {
         let (net, kafka, topics, token) =
@@ -187,25 +206,33 @@ fn main() {
         pipe_time.as_secs_f64(),
         100.0 * pipe_rate / copy_rate
     );
+    result(serde_json::json!({"stage": "pipeline", "kind": "throughput", "workers": workers,
+        "messages": n, "seconds": pipe_time.as_secs_f64(), "per_s": pipe_rate,
+        "baseline_per_s": copy_rate, "ratio": pipe_rate / copy_rate}));
 
-    // 4. Added latency at a fixed rate: raw ts = send time; positions record timestamp (set when
-    //    the pipeline produced it) minus that.
-    let before = end_offsets(&kafka, &topics.positions);
-    let seconds = 10u64;
-    let total = rate * seconds;
-    let started = Instant::now();
-    for i in 0..total {
-        let due = Duration::from_micros(i * 1_000_000 / rate);
-        if let Some(wait) = due.checked_sub(started.elapsed()) {
-            std::thread::sleep(wait);
+    // 4. Added latency at fixed rates: raw ts = send time; the positions record timestamp (set
+    //    when the pipeline produced it) minus that.
+    let mut sent = n as i64;
+    let mut phases = Vec::new();
+    for &rate in &rates {
+        let from_ts = now_ms();
+        let total = rate * seconds;
+        let started = Instant::now();
+        for i in 0..total {
+            let due = Duration::from_micros(i * 1_000_000 / rate);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+            let (k, v) = fleet.report((i as usize) % buses, now_ms());
+            send(&p, &topics.raw, k.as_bytes(), &v);
         }
-        let (k, v) = fleet.report((i as usize) % buses, now_ms());
-        send(&p, &topics.raw, k.as_bytes(), &v);
-    }
-    p.flush(Duration::from_secs(60)).unwrap();
-    let offered = total as f64 / started.elapsed().as_secs_f64();
-    while committed(&kafka, &topics.raw, &group) < n as i64 + total as i64 {
-        std::thread::sleep(Duration::from_millis(20));
+        p.flush(Duration::from_secs(60)).unwrap();
+        let offered = total as f64 / started.elapsed().as_secs_f64();
+        sent += total as i64;
+        while committed(&kafka, &topics.raw, &group) < sent {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        phases.push((rate, offered, from_ts, now_ms()));
     }
     token.cancel();
     let report = handle.join().unwrap().unwrap();
@@ -217,28 +244,36 @@ fn main() {
     }
     c.assign(&tpl).unwrap();
     let after = end_offsets(&kafka, &topics.positions);
-    let mut lat = Vec::new();
+    let mut lat: Vec<Vec<i64>> = vec![Vec::new(); phases.len()];
     let mut read = 0;
     while read < after {
         if let Some(Ok(m)) = c.poll(Duration::from_millis(500)) {
             read += 1;
             let pos: VehiclePosition = serde_json::from_slice(m.payload().unwrap()).unwrap();
-            if pos.ts >= t0 + (n / buses) as i64 * 5000
-                && let Some(ms) = m.timestamp().to_millis()
-            {
-                lat.push(ms - pos.ts);
+            let phase = phases.iter().position(|&(_, _, from, to)| pos.ts >= from && pos.ts <= to);
+            if let (Some(i), Some(ms)) = (phase, m.timestamp().to_millis()) {
+                lat[i].push(ms - pos.ts);
             }
         }
     }
-    let _ = before;
-    lat.sort_unstable();
-    let q = |f: f64| lat[((lat.len() as f64 - 1.0) * f) as usize];
-    println!(
-        "latency at {offered:.0} msg/s offered ({} samples): p50 {} ms, p99 {} ms, max {} ms",
-        lat.len(),
-        q(0.5),
-        q(0.99),
-        q(1.0)
-    );
+    for ((rate, offered, _, _), mut lat) in phases.into_iter().zip(lat) {
+        if lat.is_empty() {
+            println!("latency at {rate}/s: no samples");
+            continue;
+        }
+        lat.sort_unstable();
+        let q = |f: f64| lat[((lat.len() as f64 - 1.0) * f) as usize];
+        println!(
+            "latency at {offered:.0} msg/s offered ({} samples): p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
+            lat.len(),
+            q(0.5),
+            q(0.9),
+            q(0.99),
+            q(1.0)
+        );
+        result(serde_json::json!({"stage": "pipeline", "kind": "latency", "workers": workers,
+            "rate": rate, "offered_per_s": offered, "samples": lat.len(), "p50_ms": q(0.5),
+            "p90_ms": q(0.9), "p99_ms": q(0.99), "max_ms": q(1.0)}));
+    }
     println!("report: {report:?}");
 }

@@ -169,4 +169,10 @@ fn main() {
         mean(&sim_runs),
         100.0 * mean(&sim_runs) / mean(&bare_runs)
     );
+    // The same figures, machine-readable, for bench/run.sh.
+    let result = serde_json::json!({"stage": "simulator", "kind": "produce", "records": records,
+        "payload_bytes": payload_len, "bare_runs": bare_runs, "sim_runs": sim_runs,
+        "per_s": mean(&sim_runs), "baseline_per_s": mean(&bare_runs),
+        "ratio": mean(&sim_runs) / mean(&bare_runs)});
+    println!("BENCH_RESULT {result}");
 }
