@@ -9,7 +9,7 @@
 #   bench/run.sh            full run (about 25 minutes on 2 cores): writes BENCHMARKS.md and
 #                           bench/plots/*.png from this run's figures
 #   bench/run.sh --quick    a short run (under 3 minutes once built) that fails when a ratio falls
-#                           below a generous floor (simulator or pipeline < 25% of its baseline,
+#                           below a generous floor (simulator < 25% or pipeline < 15% of its baseline,
 #                           any viewport violation, viewers that could not connect); CI runs it
 #
 # Options: --out DIR (raw results, logs and load reports; default bench/out/<mode>).
@@ -100,16 +100,29 @@ echo "$broker_out"
 brokers=$(echo "$broker_out" | grep -oE '127\.0\.0\.1:[0-9]+' | tail -1)
 [ -n "$brokers" ] || { echo "bench: could not read the broker address" >&2; exit 1; }
 export KAFKA_BROKERS=$brokers
+broker_pid=$(cat "$out/broker/broker.pid")
+# The broker's CPU over a stage: evidence of where a stage's time goes (broker or our process).
+broker_mark() { bcpu0=$(cpu_ticks "$broker_pid"); bt0=$(date +%s.%N); }
+broker_record() { # stage name
+  printf '{"stage":"broker_cpu","during":"%s","cpu_s":%s,"wall_s":%s}\n' "$1" \
+    "$(awk -v a="$bcpu0" -v b="$(cpu_ticks "$broker_pid")" -v hz="$tick_hz" 'BEGIN{print (b-a)/hz}')" \
+    "$(awk -v a="$bt0" -v b="$(date +%s.%N)" 'BEGIN{print b-a}')" >> "$results"
+}
 
 step "1/5 simulator produce vs bare producer ($sim_records records per run)"
+cargo bench --locked -p busflow-simulator --bench produce --no-run 2>&1 | tail -1
+broker_mark
 BUSFLOW_BENCH_BROKERS=$brokers BUSFLOW_BENCH_RECORDS=$sim_records \
   cargo bench --locked -p busflow-simulator --bench produce 2>&1 | tee "$out/simulator.log"
+broker_record "1. simulator produce (bare loop and simulator)"
 collect "$out/simulator.log"
 
 for w in 1 2; do
   step "2/5 pipeline -w $w vs identity copy ($pipe_messages messages), latency at $pipe_rates/s"
+  broker_mark
   "$bin/examples/throughput" "$brokers" "$pipe_messages" "$w" "$pipe_rates" "$pipe_seconds" 2>&1 \
     | grep -v '^report:' | tee "$out/pipeline-w$w.log"
+  broker_record "2. pipeline -w $w (backlog, identity copy, pipeline, fixed rates)"
   collect "$out/pipeline-w$w.log"
 done
 
@@ -129,6 +142,7 @@ for clients in $fan_clients; do
   feed=$!; pids+=("$feed")
   sleep 5 # every vehicle reported once or more: the state is full before viewers arrive
   rss_idle=$(rss_kb "$gw")
+  broker_mark
   "$bin/busflow" load --gateway "127.0.0.1:$port" --clients "$clients" --transport sse \
     --viewport-km 3 --ramp "${fan_ramp}s" --duration "${fan_measure}s" --no-progress \
     --report "$out/fanout-$clients.json" > "$out/load-$clients.log" 2>&1 &
@@ -142,6 +156,7 @@ for clients in $fan_clients; do
   sleep $(( fan_measure - half - 2 > 1 ? fan_measure - half - 2 : 1 ))
   cpu1=$(cpu_ticks "$gw"); t1=$(date +%s.%N)
   wait "$load" || { echo "bench: busflow load failed (see $out/load-$clients.log)" >&2; exit 1; }
+  broker_record "3. fan-out, $clients viewers"
   wait "$feed" || true
   collect "$out/feed-$clients.log"
   feed_per_s=$(grep '^BENCH_RESULT' "$out/feed-$clients.log" | grep -oE '"per_s":[0-9.e+]+' | cut -d: -f2 || echo null)
@@ -167,10 +182,12 @@ wait_ready "http://127.0.0.1:$port/readyz" 60
   --rate "$e2e_rate" --duration "$((e2e_measure + 25))s" --no-progress > "$out/e2e-simulate.log" 2>&1 &
 sim=$!; pids+=("$sim")
 sleep 10 # the fleet is built and the pipeline has its first positions out
+broker_mark
 "$bin/busflow" load --gateway "127.0.0.1:$port" --clients "$e2e_clients" --transport sse \
   --viewport-km 3 --ramp 5s --duration "${e2e_measure}s" --no-progress \
   --report "$out/e2e.json" > "$out/e2e-load.log" 2>&1 \
   || { echo "bench: busflow load failed (see $out/e2e-load.log)" >&2; exit 1; }
+broker_record "4. end to end"
 tail -25 "$out/e2e-load.log"
 stop_pid "$sim"; stop_pid "$gw"; stop_pid "$pipe"
 printf '{"stage":"e2e","rate":%s,"load_report":"e2e.json"}\n' "$e2e_rate" >> "$results"

@@ -46,7 +46,7 @@ enum Cmd {
         #[arg(long, env = "BENCH_FLOOR_SIMULATOR", default_value_t = 0.25)]
         simulator_floor: f64,
         /// Lowest acceptable pipeline/identity-copy ratio (every worker count).
-        #[arg(long, env = "BENCH_FLOOR_PIPELINE", default_value_t = 0.25)]
+        #[arg(long, env = "BENCH_FLOOR_PIPELINE", default_value_t = 0.15)]
         pipeline_floor: f64,
     },
 }
@@ -394,6 +394,23 @@ fn render(
             fmt_ns(b.ci_ns.1),
             per.map(fmt_ns).unwrap_or_else(|| "–".into()),
             per.map(|p| fmt_rate(1e9 / p)).unwrap_or_else(|| "–".into())
+        )?;
+    }
+
+    writeln!(md, "\n## Where the time goes\n")?;
+    writeln!(
+        md,
+        "The broker's own CPU time during each stage (from `/proc/PID/stat`), as a share of one core. \
+         On two cores, a broker near or above 100% is the stage's ceiling whatever our processes do.\n"
+    )?;
+    writeln!(md, "| stage | broker CPU s | wall s | broker load |\n|---|---|---|---|")?;
+    for rec in r.of("broker_cpu", None) {
+        let (cpu, wall) = (num(rec, "cpu_s"), num(rec, "wall_s"));
+        writeln!(
+            md,
+            "| {} | {cpu:.1} | {wall:.1} | {:.0}% of a core |",
+            rec.get("during").and_then(Value::as_str).unwrap_or("?"),
+            100.0 * cpu / wall
         )?;
     }
 
