@@ -156,10 +156,10 @@ EOF
   wait "$sim" || sim_rc=$?
   tail -3 "$out/outage-simulate.log"
   local delivered
-  delivered=$(grep -oE '[0-9]+ delivered' "$out/outage-simulate.log" | tail -1 | cut -d' ' -f1)
+  delivered=$(grep -aoE '[0-9]+ delivered' "$out/outage-simulate.log" | tail -1 | cut -d' ' -f1)
   [ -n "$delivered" ] || fail "the simulator printed no summary"
   if [ "$sim_rc" -ne 0 ]; then
-    grep -q 'were not delivered' "$out/outage-simulate.log" \
+    grep -aq 'were not delivered' "$out/outage-simulate.log" \
       || fail "the simulator failed without reporting undelivered records"
     say "the simulator reported undelivered records (exit $sim_rc)"
   fi

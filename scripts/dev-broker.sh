@@ -65,7 +65,8 @@ parse_opts() {
 storage_url() {
   case "$STORAGE" in
     memory) echo "memory://busflow/" ;;
-    sqlite:*) echo "sqlite://${STORAGE#sqlite:}" ;;
+    # nisshi reads sqlite:///x as the relative path x; an absolute path needs a fourth slash.
+    sqlite:*) echo "sqlite:///$(realpath -m "${STORAGE#sqlite:}")" ;;
     *) die "--storage must be memory or sqlite:FILE, not $STORAGE" ;;
   esac
 }
