@@ -270,27 +270,44 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Arc<Shared>) -> Resu
                 last_evict: Instant::now(),
                 index,
             };
-            let outputs =
-                input.to_stream(scope).unary::<CapacityContainerBuilder<Vec<OutRecord>>, _, _, _>(
-                    Exchange::new(|r: &RawRecord| r.route),
-                    "SnapAndEnrich",
-                    move |_cap, _info| {
-                        move |input, output| {
+            // The input handle pushes into the exchange only when an epoch closes (it never
+            // tells the exchange it is done otherwise), so with several workers read events
+            // waited up to an epoch before crossing. An operator's output is flushed through
+            // the exchange at the end of every invocation, so forwarding once moves them on.
+            let read =
+                input.to_stream(scope).unary::<CapacityContainerBuilder<Vec<RawRecord>>, _, _, _>(
+                    Pipeline,
+                    "Forward",
+                    |_cap, _info| {
+                        |input, output| {
                             input.for_each(|cap, data| {
-                                let Some(cap) = cap.retain_least(output.output_index()) else {
-                                    return;
-                                };
-                                let mut session = output.session(&cap);
-                                for rec in data.drain(..) {
-                                    if let Some(out) = state.handle(rec) {
-                                        session.give(out);
-                                    }
+                                if let Some(cap) = cap.retain_least(output.output_index()) {
+                                    output.session(&cap).give_container(data);
                                 }
                             });
-                            state.flush_metrics();
                         }
                     },
                 );
+            let outputs = read.unary::<CapacityContainerBuilder<Vec<OutRecord>>, _, _, _>(
+                Exchange::new(|r: &RawRecord| r.route),
+                "SnapAndEnrich",
+                move |_cap, _info| {
+                    move |input, output| {
+                        input.for_each(|cap, data| {
+                            let Some(cap) = cap.retain_least(output.output_index()) else {
+                                return;
+                            };
+                            let mut session = output.session(&cap);
+                            for rec in data.drain(..) {
+                                if let Some(out) = state.handle(rec) {
+                                    session.give(out);
+                                }
+                            }
+                        });
+                        state.flush_metrics();
+                    }
+                },
+            );
             let sink_scope = outputs.scope();
             let mut sink = SinkStage {
                 producer,
