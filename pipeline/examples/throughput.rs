@@ -97,18 +97,32 @@ fn end_offsets(kafka: &KafkaConfig, topic: &str) -> i64 {
     (0..PARTITIONS).map(|p| c.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap().1).sum()
 }
 
-fn committed(kafka: &KafkaConfig, topic: &str, group: &str) -> i64 {
-    let c: BaseConsumer = kafka.client_config_with(&[("group.id", group)]).create().unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        tpl.add_partition(topic, p);
+/// The group's committed offsets on `topic`, summed. One client for the whole run: a client
+/// per check would load the broker (and this process) while the pipeline is being measured.
+struct Committed {
+    consumer: BaseConsumer,
+    tpl: TopicPartitionList,
+}
+
+impl Committed {
+    fn new(kafka: &KafkaConfig, topic: &str, group: &str) -> Committed {
+        let consumer = kafka.client_config_with(&[("group.id", group)]).create().unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            tpl.add_partition(topic, p);
+        }
+        Committed { consumer, tpl }
     }
-    c.committed_offsets(tpl, Duration::from_secs(10))
-        .unwrap()
-        .elements()
-        .iter()
-        .map(|e| if let Offset::Offset(o) = e.offset() { o } else { 0 })
-        .sum()
+
+    fn sum(&self) -> i64 {
+        self.consumer
+            .committed_offsets(self.tpl.clone(), Duration::from_secs(10))
+            .unwrap()
+            .elements()
+            .iter()
+            .map(|e| if let Offset::Offset(o) = e.offset() { o } else { 0 })
+            .sum()
+    }
 }
 
 /// Consume `topic` from the beginning and produce the same bytes to `to`, until `n` copied
@@ -196,7 +210,8 @@ fn main() {
             (net.clone(), kafka.clone(), topics.clone(), token.clone());
         std::thread::spawn(move || run(cfg, net, kafka, topics, token))
     };
-    while committed(&kafka, &topics.raw, &group) < n as i64 {
+    let progress = Committed::new(&kafka, &topics.raw, &group);
+    while progress.sum() < n as i64 {
         std::thread::sleep(Duration::from_millis(20));
     }
     let pipe_time = started.elapsed();
@@ -229,7 +244,7 @@ fn main() {
         p.flush(Duration::from_secs(60)).unwrap();
         let offered = total as f64 / started.elapsed().as_secs_f64();
         sent += total as i64;
-        while committed(&kafka, &topics.raw, &group) < sent {
+        while progress.sum() < sent {
             std::thread::sleep(Duration::from_millis(20));
         }
         phases.push((rate, offered, from_ts, now_ms()));
