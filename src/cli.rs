@@ -57,6 +57,10 @@ pub enum Command {
     /// Open many concurrent map viewers (SSE or WebSocket) against a gateway; measure delivery
     /// and check every vehicle received is inside its viewer's viewport.
     Load(cmd::load::LoadArgs),
+    /// Query the topics (or recordings of them) with SQL: positions, rejected, raw and the
+    /// latest state per vehicle, as typed tables; output as a table, CSV, JSON lines or Parquet.
+    #[cfg(feature = "sql")]
+    Sql(cmd::sql::SqlArgs),
 }
 
 /// Kafka connection flags, shared by every command that talks to Kafka.

@@ -18,6 +18,8 @@ pub mod load;
 pub mod pipeline;
 pub mod replay;
 pub mod simulate;
+#[cfg(feature = "sql")]
+pub mod sql;
 pub mod up;
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -29,6 +31,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ingest(args) => ingest::run(args).await,
         Command::Pipeline(args) => pipeline::run(args).await,
         Command::Load(args) => load::run(args).await,
+        #[cfg(feature = "sql")]
+        Command::Sql(args) => sql::run(args).await,
     }
 }
 
