@@ -12,8 +12,12 @@ pub fn resolution(res: u8) -> Result<Resolution, Error> {
     Resolution::try_from(res).map_err(|e| Error::H3(format!("resolution {res}: {e}")))
 }
 
-/// The cell containing a point.
+/// The cell containing a point. Coordinates outside WGS84 ranges are refused rather than wrapped
+/// around the globe as H3 would (latitude 91 is a bad fix, not a point near the pole).
 pub fn cell(lat: f64, lon: f64, res: Resolution) -> Result<CellIndex, Error> {
+    if !(lat.abs() <= 90.0 && lon.abs() <= 180.0) {
+        return Err(Error::H3(format!("({lat}, {lon}) is not a WGS84 position")));
+    }
     LatLng::new(lat, lon)
         .map(|ll| ll.to_cell(res))
         .map_err(|e| Error::H3(format!("({lat}, {lon}): {e}")))
@@ -70,6 +74,9 @@ mod tests {
     fn refuses_bad_input() {
         assert!(resolution(16).is_err());
         assert!(cell(f64::NAN, 0.0, Resolution::Five).is_err());
+        assert!(cell(91.0, 0.0, Resolution::Five).is_err());
+        assert!(cell(0.0, -180.5, Resolution::Five).is_err());
+        assert!(cell(-90.0, 180.0, Resolution::Five).is_ok());
         assert!(parse_cell("zz").is_err());
     }
 }

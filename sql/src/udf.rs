@@ -159,3 +159,124 @@ fn haversine(args: &[ColumnarValue]) -> Result<ColumnarValue> {
     }
     finish(Arc::new(out.finish()), scalar)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Float64Array, Int64Array, RecordBatch};
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::datasource::MemTable;
+
+    /// A grid over Cairns at every resolution, plus inputs H3 refuses.
+    fn points() -> Vec<(Option<f64>, Option<f64>, Option<i64>)> {
+        let mut out = Vec::new();
+        for i in 0..21 {
+            for j in 0..16 {
+                let lat = -17.1 + 0.02 * f64::from(i);
+                let lon = 145.6 + 0.02 * f64::from(j);
+                out.push((Some(lat), Some(lon), Some(i64::from(j))));
+            }
+        }
+        out.extend([
+            (Some(f64::NAN), Some(145.7), Some(9)),
+            (Some(91.0), Some(145.7), Some(9)),
+            (Some(-16.9), Some(f64::INFINITY), Some(9)),
+            (Some(-16.9), Some(145.7), Some(16)),
+            (Some(-16.9), Some(145.7), Some(-1)),
+            (None, Some(145.7), Some(9)),
+            (Some(-16.9), Some(145.7), None),
+        ]);
+        out
+    }
+
+    async fn session() -> SessionContext {
+        let pts = points();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("lat", DataType::Float64, true),
+            Field::new("lon", DataType::Float64, true),
+            Field::new("res", DataType::Int64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(pts.iter().map(|p| p.0).collect::<Float64Array>()),
+                Arc::new(pts.iter().map(|p| p.1).collect::<Float64Array>()),
+                Arc::new(pts.iter().map(|p| p.2).collect::<Int64Array>()),
+            ],
+        )
+        .unwrap();
+        let ctx = SessionContext::new();
+        register(&ctx);
+        ctx.register_table("pts", Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap()))
+            .unwrap();
+        ctx
+    }
+
+    fn core_cell(lat: Option<f64>, lon: Option<f64>, res: Option<i64>) -> Option<String> {
+        let r = h3::resolution(u8::try_from(res?).ok()?).ok()?;
+        h3::cell_string(lat?, lon?, r).ok()
+    }
+
+    #[tokio::test]
+    async fn every_function_agrees_with_the_pipelines_code() {
+        let ctx = session().await;
+        let sql = "SELECT h3_cell(lat, lon, res) AS c, h3_parent(h3_cell(lat, lon, res), res - 2) AS p, \
+                   h3_to_lat(h3_cell(lat, lon, res)) AS clat, h3_to_lon(h3_cell(lat, lon, res)) AS clon, \
+                   h3_resolution(h3_cell(lat, lon, res)) AS r, haversine_m(lat, lon, -16.92, 145.77) AS d \
+                   FROM pts";
+        let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        assert_eq!(rows, points().len());
+        let mut i = 0;
+        let mut nulls = 0;
+        for b in &batches {
+            let c = b.column(0).as_string::<i32>();
+            let p = b.column(1).as_string::<i32>();
+            let clat = b.column(2).as_primitive::<Float64Type>();
+            let clon = b.column(3).as_primitive::<Float64Type>();
+            let r = b.column(4).as_primitive::<Int64Type>();
+            let d = b.column(5).as_primitive::<Float64Type>();
+            for k in 0..b.num_rows() {
+                let (lat, lon, res) = points()[i];
+                let want = core_cell(lat, lon, res);
+                assert_eq!(c.is_valid(k).then(|| c.value(k).to_string()), want, "row {i}");
+                let want_parent = want.as_deref().and_then(|w| {
+                    u8::try_from(res? - 2).ok().and_then(|pr| h3::parent_string(w, pr).ok())
+                });
+                assert_eq!(p.is_valid(k).then(|| p.value(k).to_string()), want_parent, "row {i}");
+                let centre = want.as_deref().and_then(|w| h3::center(w).ok());
+                assert_eq!(opt(clat, k).zip(opt(clon, k)), centre, "row {i}");
+                assert_eq!(opt(r, k), want.as_ref().and(res), "row {i}");
+                let want_d = match (lat, lon) {
+                    (Some(a), Some(o)) => {
+                        Some(geometry::haversine_m(a, o, -16.92, 145.77)).filter(|x| x.is_finite())
+                    }
+                    _ => None,
+                };
+                assert_eq!(opt(d, k), want_d, "row {i}");
+                nulls += usize::from(want.is_none());
+                i += 1;
+            }
+        }
+        assert_eq!(nulls, 7, "exactly the refused inputs give NULL");
+    }
+
+    #[tokio::test]
+    async fn scalars_and_narrower_types_are_accepted() {
+        let ctx = session().await;
+        let sql = "SELECT h3_cell(-16.92, 145.77, 9) AS a, \
+                   h3_cell(CAST(-16.92 AS FLOAT), CAST(145.77 AS FLOAT), CAST(9 AS INT)) AS b, \
+                   h3_parent(CAST(h3_cell(-16.92, 145.77, 9) AS VARCHAR), 7) AS p";
+        let b = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        let row = &b[0];
+        let want = h3::cell_string(-16.92, 145.77, h3o::Resolution::Nine).unwrap();
+        assert_eq!(strs(row.column(0)).unwrap(), [Some(want.as_str())]);
+        // FLOAT and INT arguments are widened to DOUBLE and BIGINT; the float's rounding
+        // (about 1e-6 degrees) is far smaller than a resolution-9 cell, so the cell is the same.
+        let b32 = strs(row.column(1)).unwrap();
+        assert_eq!(b32, [Some(want.as_str())]);
+        let parent = h3::parent_string(&want, 7).unwrap();
+        assert_eq!(strs(row.column(2)).unwrap(), [Some(parent.as_str())]);
+        assert!(ctx.sql("SELECT h3_cell(1.0, 2.0)").await.is_err(), "arity is checked");
+    }
+}

@@ -14,10 +14,14 @@ h3o = "0.11"
 use arroyo_udf_plugin::udf;
 use h3o::{LatLng, Resolution};
 
-/// NULL (None) when the resolution is not 0..=15 or the coordinates are not finite; the same
-/// inputs for which busflow-core's `h3::resolution` / `h3::cell_string` return an error.
+/// NULL (None) when the resolution is not 0..=15 or the coordinates are not a WGS84 position
+/// (NaN, infinite, |lat| > 90, |lon| > 180: H3 itself would wrap those around the globe); the
+/// same inputs for which busflow-core's `h3::resolution` / `h3::cell_string` return an error.
 #[udf]
 pub fn h3_cell(lat: f64, lon: f64, res: i64) -> Option<String> {
+    if !(lat.abs() <= 90.0 && lon.abs() <= 180.0) {
+        return None;
+    }
     let res = Resolution::try_from(u8::try_from(res).ok()?).ok()?;
     let point = LatLng::new(lat, lon).ok()?;
     Some(point.to_cell(res).to_string())

@@ -72,4 +72,5 @@ fn edge_cases_match_core_and_are_null_where_core_fails() {
     assert_eq!(h3_cell(-16.9, f64::INFINITY, 12), None);
     assert_eq!(h3_cell(-16.9, 145.7, 16), None);
     assert_eq!(h3_cell(-16.9, 145.7, -1), None);
+    assert_eq!(h3_cell(91.0, 0.0, 12), None, "out of range, not wrapped round the pole");
 }
