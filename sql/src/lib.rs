@@ -45,8 +45,8 @@ pub use table::{Record, TableName};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The SQL is invalid or failed to run; DataFusion's message says where.
-    #[error("{0}")]
-    Sql(#[from] datafusion::error::DataFusionError),
+    #[error("{}", sql_message(.0))]
+    Sql(datafusion::error::DataFusionError),
     /// A Kafka client error while reading a topic.
     #[error("reading topic {topic}: {source}")]
     Kafka {
@@ -126,6 +126,23 @@ pub enum Error {
     /// A background task failed.
     #[error("background task failed: {0}")]
     Task(String),
+}
+
+impl From<datafusion::error::DataFusionError> for Error {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        Error::Sql(e)
+    }
+}
+
+/// DataFusion's message for the innermost error, without the wrappers that repeat it.
+fn sql_message(e: &datafusion::error::DataFusionError) -> String {
+    use datafusion::error::DataFusionError;
+    match e.find_root() {
+        // The parser's own text ("sql parser error: Expected: ..., found: ... at Line: 1,
+        // Column: 8") rather than its Debug form.
+        DataFusionError::SQL(p, _) => p.to_string(),
+        root => root.strip_backtrace(),
+    }
 }
 
 impl From<datafusion::arrow::error::ArrowError> for Error {

@@ -238,4 +238,10 @@ async fn missing_topics_and_brokers_are_named() {
         .await
         .unwrap();
     assert_eq!(cols[0].num_rows(), 1);
+    // SQL mistakes read as the parser or planner says them, once.
+    let e = session.execute("SELEC 1").await.unwrap_err();
+    assert!(e.to_string().starts_with("sql parser error: Expected"), "{e}");
+    let e = session.execute("SELECT nope FROM positions").await.unwrap_err();
+    assert!(e.to_string().contains("nope"), "{e}");
+    assert_eq!(e.to_string().matches("nope").count(), 1, "{e}");
 }
