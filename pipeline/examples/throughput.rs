@@ -151,6 +151,14 @@ fn identity_copy(kafka: &KafkaConfig, topic: &str, to: &str, n: i64) -> Duration
 }
 
 fn main() {
+    // The pipeline's own warnings (a stalled sink, a broker that stops answering) on stderr.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let args: Vec<String> = std::env::args().collect();
     let brokers = args.get(1).cloned().unwrap_or_else(|| "127.0.0.1:9092".into());
     let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(200_000);
