@@ -60,13 +60,7 @@ fn consumer(kafka: &KafkaConfig) -> Result<BaseConsumer, Error> {
 }
 
 fn partitions(c: &BaseConsumer, topic: &str) -> Result<Vec<i32>, Error> {
-    let md = c.fetch_metadata(Some(topic), META_TIMEOUT)?;
-    let parts: Vec<i32> = md
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
+    let parts = busflow_kafka::topic_partitions(c, topic, META_TIMEOUT)?;
     if parts.is_empty() {
         return Err(Error::Topic(topic.to_string()));
     }

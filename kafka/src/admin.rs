@@ -3,7 +3,8 @@ use std::time::Duration;
 use busflow_core::{TopicSpec, Topics};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaResult;
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::{Error, KafkaConfig};
@@ -22,6 +23,22 @@ impl BrokerInfo {
     pub fn partitions(&self, topic: &str) -> Option<usize> {
         self.topics.iter().find(|(t, _)| t == topic).map(|(_, n)| *n)
     }
+}
+
+/// The partition ids of `topic`, from a metadata request; empty when the topic does not exist.
+/// Readers that assign partitions by hand (the gateway, `busflow sql`) start from this.
+pub fn topic_partitions<C: ConsumerContext>(
+    consumer: &impl Consumer<C>,
+    topic: &str,
+    timeout: Duration,
+) -> KafkaResult<Vec<i32>> {
+    let md = consumer.fetch_metadata(Some(topic), timeout)?;
+    Ok(md
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect())
 }
 
 /// What [`ensure_topics`] did.

@@ -23,7 +23,9 @@ mod admin;
 mod config;
 mod dev_broker;
 
-pub use admin::{BrokerInfo, TopicReport, ensure_topic_specs, ensure_topics, wait_for_broker};
+pub use admin::{
+    BrokerInfo, TopicReport, ensure_topic_specs, ensure_topics, topic_partitions, wait_for_broker,
+};
 pub use config::KafkaConfig;
 pub use dev_broker::DevBroker;
 pub use rdkafka;

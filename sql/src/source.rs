@@ -104,13 +104,7 @@ pub fn read_topic(
 ) -> Result<Vec<Record>, Error> {
     let kerr = |source: KafkaError| Error::Kafka { topic: topic.to_string(), source };
     let c = consumer(&read.kafka).map_err(kerr)?;
-    let md = c.fetch_metadata(Some(topic), read.timeout).map_err(kerr)?;
-    let parts: Vec<i32> = md
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
+    let parts = busflow_kafka::topic_partitions(&c, topic, read.timeout).map_err(kerr)?;
     if parts.is_empty() {
         return Err(Error::NoTopic { topic: topic.into(), brokers: read.kafka.brokers.clone() });
     }
