@@ -29,9 +29,6 @@ pub enum Format {
 }
 
 impl Format {
-    /// Every format's name.
-    pub const NAMES: [&'static str; 4] = ["table", "csv", "json", "parquet"];
-
     /// The format's name as the `--format` flag takes it.
     pub fn name(self) -> &'static str {
         match self {
@@ -40,11 +37,6 @@ impl Format {
             Format::Json => "json",
             Format::Parquet => "parquet",
         }
-    }
-
-    /// Whether the format is text that can go to a terminal.
-    pub fn is_text(self) -> bool {
-        self != Format::Parquet
     }
 }
 

@@ -196,17 +196,8 @@ fn convert(
         TableName::Raw => table::raw(records),
         TableName::Vehicles => {
             // A recording's "now" is its newest record, so a saved state queries as it was.
-            let as_of = if from_file {
-                records
-                    .iter()
-                    .filter_map(|r| table::decode_position(r).ok())
-                    .map(|p| p.processed_ts)
-                    .max()
-                    .unwrap_or(0)
-            } else {
-                now_ms()
-            };
-            table::vehicles(records, as_of - stale_after.as_millis() as i64)
+            let as_of = (!from_file).then(now_ms);
+            table::vehicles(records, as_of, stale_after.as_millis() as i64)
         }
     };
     Ok(out?)

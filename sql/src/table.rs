@@ -337,11 +337,17 @@ pub fn positions(records: &[Record]) -> Result<Converted, ArrowError> {
 }
 
 /// `vehicles` rows: the newest position (by `ts`, then by where it was read) of each vehicle
-/// whose last record was written by the pipeline at or after `active_since_ms`.
-pub fn vehicles(records: &[Record], active_since_ms: i64) -> Result<Converted, ArrowError> {
+/// whose last record the pipeline wrote at most `stale_after_ms` before `as_of_ms`. Without
+/// `as_of_ms` the clock is the newest record's `processed_ts` (a recording's "now").
+pub fn vehicles(
+    records: &[Record],
+    as_of_ms: Option<i64>,
+    stale_after_ms: i64,
+) -> Result<Converted, ArrowError> {
     let mut newest: std::collections::HashMap<String, (VehiclePosition, &Record)> =
         std::collections::HashMap::new();
     let mut bad = Vec::new();
+    let mut newest_processed = i64::MIN;
     for r in records {
         let p = match decode_position(r) {
             Ok(p) => p,
@@ -350,6 +356,7 @@ pub fn vehicles(records: &[Record], active_since_ms: i64) -> Result<Converted, A
                 continue;
             }
         };
+        newest_processed = newest_processed.max(p.processed_ts);
         let newer = |cur: &(VehiclePosition, &Record)| {
             (p.ts, r.partition, r.offset) > (cur.0.ts, cur.1.partition, cur.1.offset)
         };
@@ -360,8 +367,9 @@ pub fn vehicles(records: &[Record], active_since_ms: i64) -> Result<Converted, A
             }
         }
     }
+    let active_since = as_of_ms.unwrap_or(newest_processed).saturating_sub(stale_after_ms);
     let mut rows: Vec<_> =
-        newest.into_values().filter(|(p, _)| p.processed_ts >= active_since_ms).collect();
+        newest.into_values().filter(|(p, _)| p.processed_ts >= active_since).collect();
     rows.sort_by(|a, b| a.0.vehicle_id.cmp(&b.0.vehicle_id));
     let mut cols = PositionCols::default();
     for (p, r) in &rows {
@@ -611,13 +619,17 @@ mod tests {
             rec(3, &json(&position("b2", 1_000, 2_000))),
             rec(4, &json(&position("b3", 1_000, 10_500))),
         ];
-        let c = vehicles(&recs, 10_000).unwrap();
+        let c = vehicles(&recs, Some(11_000), 1_000).unwrap();
         let ids = c.batch.column_by_name("vehicle_id").unwrap();
         let ids = ids.as_any().downcast_ref::<StringArray>().unwrap();
         assert_eq!(ids.iter().flatten().collect::<Vec<_>>(), ["b1", "b3"]);
         let ts = c.batch.column_by_name("ts").unwrap();
         let ts = ts.as_any().downcast_ref::<TimestampMillisecondArray>().unwrap();
         assert_eq!(ts.value(0), 9_000);
+        // Without a clock, the newest record (processed at 12,000) is "now": b3 (10,500) is
+        // more than 1,200 before it, b1's newest fix (11,000) is not.
+        let c = vehicles(&recs, None, 1_200).unwrap();
+        assert_eq!(c.batch.num_rows(), 1);
     }
 
     #[test]
