@@ -85,6 +85,28 @@ wait_ready() { # url, seconds
   done
 }
 collect() { grep '^BENCH_RESULT ' "$1" | sed 's/^BENCH_RESULT //' >> "$results"; }
+# perf from Debian's linux-perf, installed when missing; some machines refuse to sample.
+perf_ok() {
+  if ! command -v perf >/dev/null; then
+    local sudo_cmd=; [ "$(id -u)" -eq 0 ] || sudo_cmd=sudo
+    $sudo_cmd apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq linux-perf >/dev/null 2>&1 || true
+  fi
+  command -v perf >/dev/null && perf record -q -e cpu-clock -o /dev/null -- true >/dev/null 2>&1 \
+    || { echo "bench: perf cannot sample here; BENCHMARKS.md will have CPU counters but no profile" >&2; return 1; }
+}
+# One `perf report --stdio` table as a results record: the top rows, share and name.
+profile_json() { # process, by, file
+  python3 - "$1" "$2" "$3" <<'PY'
+import json, re, sys
+name, by, path = sys.argv[1:4]
+rows = []
+for line in open(path, errors="replace"):
+    m = re.match(r"\s*([0-9.]+)%\s+(.*\S)\s*$", line)
+    if m and not line.lstrip().startswith("#"):
+        rows.append([float(m.group(1)), re.sub(r"\s+", " ", m.group(2))])
+print(json.dumps({"stage": "profile", "during": "4. end to end", "process": name, "by": by, "rows": rows[:12]}))
+PY
+}
 
 step "build (release)"
 # Without the `sql` feature: no benchmark uses `busflow sql`, and DataFusion's release build would
@@ -188,9 +210,40 @@ sleep 10 # the fleet is built and the pipeline has its first positions out
 broker_mark
 "$bin/busflow" load --gateway "127.0.0.1:$port" --clients "$e2e_clients" --transport sse \
   --viewport-km 3 --ramp 5s --duration "${e2e_measure}s" --no-progress \
-  --report "$out/e2e.json" > "$out/e2e-load.log" 2>&1 \
-  || { echo "bench: busflow load failed (see $out/e2e-load.log)" >&2; exit 1; }
+  --report "$out/e2e.json" > "$out/e2e-load.log" 2>&1 &
+load=$!; pids+=("$load")
+# Where each process's time goes while the whole chain runs: CPU per process from /proc, and
+# (full mode, when perf works here) a cpu-clock sample profile of each, by thread and by symbol.
+sleep 8 # past the viewers' ramp
+declare -A e2e_pid=([simulate]=$sim [pipeline]=$pipe [gateway]=$gw [broker]=$broker_pid [load]=$load)
+declare -A c0
+for name in "${!e2e_pid[@]}"; do c0[$name]=$(cpu_ticks "${e2e_pid[$name]}"); done
+pt0=$(date +%s.%N)
+profile_s=$(( e2e_measure / 2 > 3 ? e2e_measure / 2 : 3 ))
+if [ "$mode" = full ] && perf_ok; then
+  perf record -q -e cpu-clock -F 499 -p "$sim,$pipe,$gw,$broker_pid,$load" -o "$out/e2e.perf" \
+    -- sleep "$profile_s" > "$out/perf-record.log" 2>&1 || echo "bench: perf record failed (see $out/perf-record.log)" >&2
+else
+  sleep "$profile_s"
+fi
+pwall=$(awk -v a="$pt0" -v b="$(date +%s.%N)" 'BEGIN{print b-a}')
+for name in "${!e2e_pid[@]}"; do
+  printf '{"stage":"process_cpu","during":"4. end to end","process":"%s","cpu_s":%s,"wall_s":%s}\n' "$name" \
+    "$(awk -v a="${c0[$name]}" -v b="$(cpu_ticks "${e2e_pid[$name]}")" -v hz="$tick_hz" 'BEGIN{print (b-a)/hz}')" \
+    "$pwall" >> "$results"
+done
+wait "$load" || { echo "bench: busflow load failed (see $out/e2e-load.log)" >&2; exit 1; }
 broker_record "4. end to end"
+if [ -s "$out/e2e.perf" ]; then
+  for name in "${!e2e_pid[@]}"; do
+    pid=${e2e_pid[$name]}
+    for by in comm dso,sym; do
+      perf report -i "$out/e2e.perf" --stdio --no-children --pid "$pid" --sort "$by" --percent-limit 1.5 \
+        2>/dev/null > "$out/profile-$name-${by%%,*}.txt" || true
+      profile_json "$name" "${by%%,*}" "$out/profile-$name-${by%%,*}.txt" >> "$results"
+    done
+  done
+fi
 tail -25 "$out/e2e-load.log"
 stop_pid "$sim"; stop_pid "$gw"; stop_pid "$pipe"
 printf '{"stage":"e2e","rate":%s,"load_report":"e2e.json"}\n' "$e2e_rate" >> "$results"

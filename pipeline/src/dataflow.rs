@@ -12,7 +12,7 @@
 //! output caused by input of epochs `<= e` is acknowledged by the broker and the source commits
 //! the raw offsets it had read by the end of `e`.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -32,6 +32,7 @@ use timely::dataflow::operators::{Capability, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle};
 use tokio_util::sync::CancellationToken;
 
+use crate::epochs::Epochs;
 use crate::recovery::{Recovery, partitions_of, recover};
 use crate::{Error, Outcome, PipelineConfig, Processor, RawMessage};
 
@@ -355,31 +356,29 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Arc<Shared>) -> Resu
     }
 
     // Source loop: read, close epochs on a timer, commit what the probe says is done.
-    let mut epoch: u64 = 0;
-    let mut epoch_started = Instant::now();
-    let mut read_to: HashMap<i32, i64> = HashMap::new();
-    let mut commits: VecDeque<(u64, Vec<(i32, i64)>)> = VecDeque::new();
-    let mut changed = false;
+    let mut epochs =
+        Epochs::new(cfg.epoch, cfg.max_epoch_messages, cfg.max_epochs_in_flight, Instant::now());
     let mut consumed: u64 = 0;
     let mut last_warn = Instant::now() - Duration::from_secs(60);
     let mut last_lag = Instant::now();
+    let mut stuck = StuckWatch::new();
     let raw_label = topics.raw.clone();
     while !shared.shutdown.is_cancelled() {
         let mut read = 0;
-        if commits.len() < cfg.max_epochs_in_flight {
-            let first_wait = if commits.is_empty() {
+        if epochs.may_read() {
+            let first_wait = if epochs.in_flight() == 0 {
                 Duration::from_millis(10)
             } else {
                 Duration::from_millis(1)
             };
-            while read < cfg.max_epoch_messages {
+            while read < epochs.max_messages() {
                 let wait = if read == 0 { first_wait } else { Duration::ZERO };
                 match consumer.poll(wait) {
                     Some(Ok(m)) => {
                         let key = m.key().map(<[u8]>::to_vec);
                         let payload = m.payload().map(<[u8]>::to_vec).unwrap_or_default();
                         let route = route_of(key.as_deref(), &payload);
-                        read_to.insert(m.partition(), m.offset() + 1);
+                        epochs.record(m.partition(), m.offset() + 1);
                         input.send(RawRecord {
                             partition: m.partition(),
                             offset: m.offset(),
@@ -407,28 +406,22 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Arc<Shared>) -> Resu
             // Hand what was read to the workers now: the input otherwise holds it until its
             // buffer fills or the epoch closes, which added half an epoch to every event's latency.
             input.flush();
-            changed = true;
             consumed += read as u64;
             metrics::counter!("busflow_pipeline_events_in_total", "topic" => raw_label.clone())
                 .increment(read as u64);
         }
-        if epoch_started.elapsed() >= cfg.epoch || read >= cfg.max_epoch_messages {
-            let snapshot =
-                if changed { read_to.iter().map(|(p, o)| (*p, *o)).collect() } else { Vec::new() };
-            changed = false;
-            commits.push_back((epoch, snapshot));
-            epoch += 1;
-            input.advance_to(epoch);
-            epoch_started = Instant::now();
+        if let Some(next) = epochs.maybe_close(Instant::now(), read) {
+            input.advance_to(next);
         }
         worker.step();
-        commit_done(&consumer, &topics.raw, &probe, &mut commits, CommitMode::Async);
+        commit_done(&consumer, &topics.raw, &probe, &mut epochs, CommitMode::Async);
+        stuck.check(index, &probe, &epochs);
         if last_lag.elapsed() > Duration::from_secs(5) {
             last_lag = Instant::now();
             for &p in &mine {
                 if let (Ok((_, high)), Some(pos)) = (
                     consumer.fetch_watermarks(&topics.raw, p, Duration::from_millis(200)),
-                    read_to.get(&p),
+                    epochs.read_to(p),
                 ) {
                     metrics::gauge!("busflow_pipeline_consumer_lag", "partition" => p.to_string())
                         .set((high - pos).max(0) as f64);
@@ -438,8 +431,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Arc<Shared>) -> Resu
     }
 
     // Drain: close the input, wait until every output is acknowledged, commit synchronously.
-    let last_epoch = epoch;
-    commits.push_back((epoch, read_to.iter().map(|(p, o)| (*p, *o)).collect()));
+    epochs.close_final(Instant::now());
     drop(input);
     let drain_started = Instant::now();
     let mut last_log = Instant::now();
@@ -454,8 +446,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Arc<Shared>) -> Resu
             last_log = Instant::now();
         }
     }
-    let _ = last_epoch;
-    commit_done(&consumer, &topics.raw, &probe, &mut commits, CommitMode::Sync);
+    commit_done(&consumer, &topics.raw, &probe, &mut epochs, CommitMode::Sync);
     let mut mine_report = counters.lock().map(|r| r.clone()).unwrap_or_default();
     mine_report.consumed = consumed;
     if let Ok(mut total) = shared.report.lock() {
@@ -470,26 +461,53 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Arc<Shared>) -> Resu
     Ok(())
 }
 
+/// Says so when the probe's frontier has not moved for a while although epochs wait on it,
+/// with what the worker knows; a stalled dataflow is otherwise indistinguishable from idling.
+struct StuckWatch {
+    frontier: Option<u64>,
+    since: Instant,
+    last_log: Instant,
+}
+
+impl StuckWatch {
+    fn new() -> Self {
+        StuckWatch { frontier: None, since: Instant::now(), last_log: Instant::now() }
+    }
+
+    fn check(&mut self, worker: usize, probe: &ProbeHandle<u64>, epochs: &Epochs) {
+        let frontier = probe.with_frontier(|f| f.iter().min().copied());
+        if frontier != self.frontier || epochs.in_flight() == 0 {
+            self.frontier = frontier;
+            self.since = Instant::now();
+            return;
+        }
+        if self.since.elapsed() > Duration::from_secs(30)
+            && self.last_log.elapsed() > Duration::from_secs(30)
+        {
+            tracing::warn!(
+                worker,
+                frontier = ?frontier,
+                epoch = epochs.current(),
+                epochs_in_flight = epochs.in_flight(),
+                stuck_s = self.since.elapsed().as_secs(),
+                "the dataflow's frontier has not moved; raw offsets are not being committed"
+            );
+            self.last_log = Instant::now();
+        }
+    }
+}
+
 /// Commits the offsets of every epoch the probe has passed.
 fn commit_done(
     consumer: &BaseConsumer,
     topic: &str,
     probe: &ProbeHandle<u64>,
-    commits: &mut VecDeque<(u64, Vec<(i32, i64)>)>,
+    epochs: &mut Epochs,
     mode: CommitMode,
 ) {
-    let mut latest: Option<Vec<(i32, i64)>> = None;
-    while let Some((e, _)) = commits.front() {
-        if probe.less_equal(e) && !probe.done() {
-            break;
-        }
-        if let Some((_, offsets)) = commits.pop_front()
-            && !offsets.is_empty()
-        {
-            latest = Some(offsets);
-        }
-    }
-    let Some(offsets) = latest else { return };
+    let Some(offsets) = epochs.take_done(|e| !probe.less_equal(&e) || probe.done()) else {
+        return;
+    };
     let mut tpl = TopicPartitionList::new();
     for (p, o) in offsets {
         if tpl.add_partition_offset(topic, p, Offset::Offset(o)).is_err() {

@@ -12,6 +12,7 @@
 
 mod config;
 mod dataflow;
+mod epochs;
 mod parse;
 mod process;
 mod recovery;

@@ -414,6 +414,60 @@ fn render(
         )?;
     }
 
+    let cpu: Vec<&Value> = r.of("process_cpu", None).collect();
+    if !cpu.is_empty() {
+        writeln!(
+            md,
+            "\nEach process's CPU time over a window of the end-to-end stage, as a share of one core \
+             (the machine has {} cores in all):\n",
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        )?;
+        writeln!(md, "| process | CPU s | wall s | load |\n|---|---|---|---|")?;
+        let mut cpu = cpu;
+        cpu.sort_by(|a, b| num(b, "cpu_s").total_cmp(&num(a, "cpu_s")));
+        for rec in cpu {
+            let (c, w) = (num(rec, "cpu_s"), num(rec, "wall_s"));
+            writeln!(
+                md,
+                "| {} | {c:.1} | {w:.1} | {:.0}% of a core |",
+                rec.get("process").and_then(Value::as_str).unwrap_or("?"),
+                100.0 * c / w
+            )?;
+        }
+    }
+    let profiles: Vec<&Value> = r.of("profile", None).collect();
+    if !profiles.is_empty() {
+        writeln!(
+            md,
+            "\nA `perf record -e cpu-clock` sample profile of every process over the same window \
+             (`bench/out/full/e2e.perf`; rows of 1.5% or more of the process's samples). By thread \
+             name first (`rdk:*` are librdkafka's threads, `timely:*` the pipeline's workers, \
+             `tokio-*` the gateway's runtime), then by library and symbol.\n"
+        )?;
+        for process in ["simulate", "pipeline", "gateway", "broker", "load"] {
+            for by in ["comm", "dso"] {
+                let Some(rec) = profiles.iter().find(|p| {
+                    p.get("process").and_then(Value::as_str) == Some(process)
+                        && p.get("by").and_then(Value::as_str) == Some(by)
+                }) else {
+                    continue;
+                };
+                let rows = rec.get("rows").and_then(Value::as_array).cloned().unwrap_or_default();
+                if rows.is_empty() {
+                    continue;
+                }
+                let what = if by == "comm" { "thread" } else { "library and symbol" };
+                writeln!(md, "**{process}**, by {what}:\n\n| share | {what} |\n|---|---|")?;
+                for row in rows {
+                    let pct = row.get(0).and_then(Value::as_f64).unwrap_or(f64::NAN);
+                    let name = row.get(1).and_then(Value::as_str).unwrap_or("?");
+                    writeln!(md, "| {pct:.1}% | `{}` |", name.replace('|', "\\|").replace('`', "'"))?;
+                }
+                writeln!(md)?;
+            }
+        }
+    }
+
     if !plotted.is_empty() {
         writeln!(md, "\n## Plots\n")?;
         for (file, title) in plotted {
