@@ -94,17 +94,36 @@ perf_ok() {
   command -v perf >/dev/null && perf record -q -e cpu-clock -o /dev/null -- true >/dev/null 2>&1 \
     || { echo "bench: perf cannot sample here; BENCHMARKS.md will have CPU counters but no profile" >&2; return 1; }
 }
-# One `perf report --stdio` table as a results record: the top rows, share and name.
-profile_json() { # process, by, file
-  python3 - "$1" "$2" "$3" <<'PY'
-import json, re, sys
-name, by, path = sys.argv[1:4]
-rows = []
-for line in open(path, errors="replace"):
-    m = re.match(r"\s*([0-9.]+)%\s+(.*\S)\s*$", line)
-    if m and not line.lstrip().startswith("#"):
-        rows.append([float(m.group(1)), re.sub(r"\s+", " ", m.group(2))])
-print(json.dumps({"stage": "profile", "during": "4. end to end", "process": name, "by": by, "rows": rows[:12]}))
+# A perf profile as results records: per process, its top threads and its top symbols, each as
+# a share of that process's own samples.
+profile_json() { # perf.data, then name=pid ...
+  python3 - "$@" <<'PY'
+import collections, json, re, subprocess, sys
+data, pairs = sys.argv[1], dict(a.split("=", 1) for a in sys.argv[2:])
+names = {pid: name for name, pid in pairs.items()}
+for by in ("comm", "dso,sym"):
+    out = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children",
+                          "--sort", "pid," + by, "--percent-limit", "0.05"],
+                         capture_output=True, text=True, errors="replace").stdout
+    rows = collections.defaultdict(list)
+    for line in out.splitlines():
+        m = re.match(r"\s*([0-9.]+)%\s+(\d+):\S*\s+(.*\S)\s*$", line)
+        if m and m.group(2) in names:
+            rows[m.group(2)].append([float(m.group(1)), re.sub(r"\s+", " ", m.group(3))])
+    totals = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "pid"],
+                            capture_output=True, text=True, errors="replace").stdout
+    share = {}
+    for line in totals.splitlines():
+        m = re.match(r"\s*([0-9.]+)%\s+(\d+):", line)
+        if m:
+            share[m.group(2)] = float(m.group(1))
+    for pid, name in names.items():
+        total = share.get(pid, 0.0)
+        if total <= 0:
+            continue
+        top = [[round(100 * p / total, 1), what] for p, what in rows[pid] if 100 * p / total >= 1.5]
+        print(json.dumps({"stage": "profile", "during": "4. end to end", "process": name,
+                          "by": by.split(",")[0], "share_of_samples": total, "rows": top[:12]}))
 PY
 }
 
@@ -235,14 +254,8 @@ done
 wait "$load" || { echo "bench: busflow load failed (see $out/e2e-load.log)" >&2; exit 1; }
 broker_record "4. end to end"
 if [ -s "$out/e2e.perf" ]; then
-  for name in "${!e2e_pid[@]}"; do
-    pid=${e2e_pid[$name]}
-    for by in comm dso,sym; do
-      perf report -i "$out/e2e.perf" --stdio --no-children --pid "$pid" --sort "$by" --percent-limit 1.5 \
-        2>/dev/null > "$out/profile-$name-${by%%,*}.txt" || true
-      profile_json "$name" "${by%%,*}" "$out/profile-$name-${by%%,*}.txt" >> "$results"
-    done
-  done
+  profile_json "$out/e2e.perf" simulate="$sim" pipeline="$pipe" gateway="$gw" broker="$broker_pid" load="$load" \
+    >> "$results" || echo "bench: could not read the profile $out/e2e.perf" >&2
 fi
 tail -25 "$out/e2e-load.log"
 stop_pid "$sim"; stop_pid "$gw"; stop_pid "$pipe"

@@ -64,9 +64,16 @@ pub enum Error {
 /// Finds the bundled feed: beside the current directory (a checkout) or beside the executable's
 /// workspace (`cargo run` from elsewhere).
 pub fn bundled_gtfs_path() -> PathBuf {
-    let here = PathBuf::from(BUNDLED_GTFS);
-    if here.exists() {
-        return here;
+    // The working directory and its parents first: cargo runs tests and benches in the crate's
+    // directory, and a build directory shared between checkouts can hold a binary whose
+    // compile-time path below belongs to another checkout.
+    if let Ok(cwd) = std::env::current_dir() {
+        for dir in cwd.ancestors().take(4) {
+            let here = dir.join(BUNDLED_GTFS);
+            if here.exists() {
+                return here;
+            }
+        }
     }
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(BUNDLED_GTFS)
 }

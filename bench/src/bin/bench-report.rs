@@ -457,7 +457,11 @@ fn render(
                     continue;
                 }
                 let what = if by == "comm" { "thread" } else { "library and symbol" };
-                writeln!(md, "**{process}**, by {what}:\n\n| share | {what} |\n|---|---|")?;
+                writeln!(
+                    md,
+                    "**{process}** ({:.0}% of all samples), by {what}:\n\n| share | {what} |\n|---|---|",
+                    num(rec, "share_of_samples")
+                )?;
                 for row in rows {
                     let pct = row.get(0).and_then(Value::as_f64).unwrap_or(f64::NAN);
                     let name = row.get(1).and_then(Value::as_str).unwrap_or("?");
