@@ -25,6 +25,9 @@ pub struct GatewayConfig {
     pub max_connections: usize,
     /// Open streams allowed per client IP address.
     pub max_connections_per_ip: usize,
+    /// Open TCP connections of any kind; a connection beyond it is closed as soon as it is
+    /// accepted, so a flood of idle sockets cannot exhaust file descriptors.
+    pub max_sockets: usize,
     /// `Retry-After` sent with 429.
     pub retry_after: Duration,
     /// Heartbeat interval for streams (SSE comment, WebSocket ping).
@@ -71,6 +74,7 @@ impl Default for GatewayConfig {
             slow_client_timeout: Duration::from_secs(15),
             max_connections: 20_000,
             max_connections_per_ip: 256,
+            max_sockets: 24_000,
             retry_after: Duration::from_secs(5),
             heartbeat: Duration::from_secs(15),
             header_timeout: Duration::from_secs(10),

@@ -48,3 +48,11 @@ pub use subscription::queue::{
     ClientQueue, DensityCell, DensityFrame, Outgoing, Pushed, QueueLimits, RemoveReason,
 };
 pub use viewport::{Bbox, BboxError, Filter, cell_at, display_point};
+
+/// The parsers of untrusted client input, as the HTTP handlers use them (for fuzzing and tests).
+pub mod parse {
+    /// A stream's query string (`bbox`, `routes`, `min_interval_ms`) into a filter and interval.
+    pub use crate::http::params::stream_params as stream_query;
+    /// A WebSocket client message (`{"type":"subscribe",...}`) into a filter and interval.
+    pub use crate::http::ws::parse_subscribe as ws_message;
+}

@@ -66,6 +66,10 @@ pub async fn serve_http(
     Ok(HttpServer { local_addr, task })
 }
 
+/// Request line and headers together; beyond it hyper answers 431 and closes. Browsers send a
+/// few KiB; the rest of the read buffer (64 KiB) is for pipelined requests.
+const MAX_HEADER_BYTES: usize = 32 * 1024;
+
 async fn accept_loop(
     listener: TcpListener,
     router: axum::Router,
@@ -74,6 +78,7 @@ async fn accept_loop(
     shutdown: CancellationToken,
 ) {
     let mut conns = tokio::task::JoinSet::new();
+    let mut last_refusal_log: Option<std::time::Instant> = None;
     loop {
         while conns.try_join_next().is_some() {}
         let (tcp, peer) = tokio::select! {
@@ -88,6 +93,25 @@ async fn accept_loop(
                 }
             },
         };
+        // Reap here, not only before waiting: connections that ended while accept() waited
+        // must not count against the limit.
+        while conns.try_join_next().is_some() {}
+        if conns.len() >= config.max_sockets {
+            // Closing at once (rather than not accepting) keeps the listen backlog moving, so
+            // the flood cannot starve connections that arrive after it ends.
+            drop(tcp);
+            metrics::counter!("busflow_gateway_refused_sockets_total").increment(1);
+            if last_refusal_log.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                tracing::warn!(
+                    %peer,
+                    open = conns.len(),
+                    max_sockets = config.max_sockets,
+                    "too many open connections; closing new ones until some end"
+                );
+                last_refusal_log = Some(std::time::Instant::now());
+            }
+            continue;
+        }
         let _ = tcp.set_nodelay(true);
         let closer = CancellationToken::new();
         let svc = {
@@ -107,6 +131,7 @@ async fn accept_loop(
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(config.header_timeout)
+            .max_header_size(MAX_HEADER_BYTES)
             .max_buf_size(64 * 1024);
         let tls = tls.clone();
         let handshake_timeout = config.header_timeout;

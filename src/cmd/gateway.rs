@@ -49,6 +49,10 @@ pub struct GatewayOptions {
     /// Open streams allowed per client IP address (then 429).
     #[arg(long, env = "BUSFLOW_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
     pub max_connections_per_ip: usize,
+    /// Open TCP connections of any kind (streams, queries, idle sockets); beyond it a new
+    /// connection is closed at once.
+    #[arg(long, env = "BUSFLOW_MAX_SOCKETS", default_value_t = 24_000)]
+    pub max_sockets: usize,
     /// Heartbeat interval on streams.
     #[arg(long, env = "BUSFLOW_HEARTBEAT", default_value = "15s", value_parser = parse_duration)]
     pub heartbeat: Duration,
@@ -90,6 +94,7 @@ impl GatewayOptions {
             slow_client_timeout: self.slow_client_timeout,
             max_connections: self.max_connections,
             max_connections_per_ip: self.max_connections_per_ip,
+            max_sockets: self.max_sockets,
             heartbeat: self.heartbeat,
             header_timeout: self.header_timeout,
             idle_timeout: self.idle_timeout,

@@ -7,7 +7,7 @@ pub(crate) mod openapi;
 pub(crate) mod params;
 mod sse;
 mod wire;
-mod ws;
+pub(crate) mod ws;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

@@ -118,7 +118,7 @@ pub(crate) fn parse_routes<'a>(
 pub(crate) const MAX_MIN_INTERVAL_MS: u64 = 60_000;
 
 /// The parameters of a stream: `bbox` (required), `routes`, `min_interval_ms`.
-pub(crate) fn stream_params(
+pub fn stream_params(
     raw: Option<&str>,
     cfg: &GatewayConfig,
 ) -> Result<(Filter, Duration), ApiError> {

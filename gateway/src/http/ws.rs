@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use super::limits::ConnPermit;
 use super::params::{MAX_MIN_INTERVAL_MS, Params, parse_routes, stream_params};
 use super::{AppState, ConnMeta, wire};
+use crate::config::GatewayConfig;
 use crate::error::ApiError;
 use crate::live::Subscriber;
 use crate::subscription::queue::Outgoing;
@@ -48,6 +49,8 @@ pub(crate) async fn upgrade(
     let permit = state.inner.limiter.acquire(meta.ip, "ws")?;
     Ok(ws
         .max_message_size(MAX_MESSAGE)
+        // A frame over the limit is refused from its header, before its payload is buffered.
+        .max_frame_size(MAX_MESSAGE)
         .on_upgrade(move |socket| session(socket, state, initial, permit))
         .into_response())
 }
@@ -78,7 +81,8 @@ enum RoutesField {
     Text(String),
 }
 
-fn parse_subscribe(text: &str, state: &AppState) -> Result<(Filter, Duration), ApiError> {
+/// Parses and validates one client message (a `subscribe`): the filter and the minimum interval.
+pub fn parse_subscribe(text: &str, cfg: &GatewayConfig) -> Result<(Filter, Duration), ApiError> {
     let msg: ClientMessage = serde_json::from_str(text).map_err(|e| {
         ApiError::bad_request("invalid_message", format!("expected a subscribe message: {e}"))
     })?;
@@ -88,9 +92,9 @@ fn parse_subscribe(text: &str, state: &AppState) -> Result<(Filter, Duration), A
         BboxField::Text(t) => Bbox::parse(&t),
     }
     .map_err(|e| ApiError::bad_request("invalid_bbox", e.to_string()))?
-    .check_span(state.config().max_bbox_span_deg)
+    .check_span(cfg.max_bbox_span_deg)
     .map_err(|e| ApiError::bad_request("bbox_too_large", e.to_string()))?;
-    let max = state.config().max_routes;
+    let max = cfg.max_routes;
     let routes = match routes {
         None => None,
         Some(RoutesField::List(v)) => Some(parse_routes(v.iter().map(String::as_str), max)?),
@@ -104,6 +108,13 @@ fn parse_subscribe(text: &str, state: &AppState) -> Result<(Filter, Duration), A
         ));
     }
     Ok((Filter { bbox, routes }, Duration::from_millis(iv)))
+}
+
+/// Whether a read failed because the client's message was over [`MAX_MESSAGE`].
+fn too_big(e: axum::Error) -> bool {
+    e.into_inner()
+        .downcast_ref::<tungstenite::Error>()
+        .is_some_and(|t| matches!(t, tungstenite::Error::Capacity(_)))
 }
 
 fn invalid(e: &ApiError) -> Message {
@@ -145,6 +156,7 @@ async fn session(
     let mut last_flush: Option<Instant> = None;
     let mut ping = tokio::time::interval(state.config().heartbeat);
     ping.tick().await;
+    let mut close: Option<CloseFrame> = None;
     let reason = loop {
         let not_before = last_flush.filter(|_| !min_interval.is_zero()).map(|t| t + min_interval);
         tokio::select! {
@@ -167,10 +179,20 @@ async fn session(
                 }
             }
             msg = rx.next() => match msg {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break "client_closed",
+                None | Some(Ok(Message::Close(_))) => break "client_closed",
+                Some(Err(e)) => {
+                    if too_big(e) {
+                        close = Some(CloseFrame {
+                            code: close_code::SIZE,
+                            reason: format!("a client message may be at most {MAX_MESSAGE} bytes").into(),
+                        });
+                        break "message_too_big";
+                    }
+                    break "client_closed";
+                }
                 Some(Ok(Message::Text(t))) => {
                     last_heard = Instant::now();
-                    match parse_subscribe(t.as_str(), &state) {
+                    match parse_subscribe(t.as_str(), state.config()) {
                         Ok((filter, iv)) => {
                             min_interval = iv;
                             match &sub {
@@ -204,7 +226,7 @@ async fn session(
             }
         }
     };
-    let _ = tx.send(Message::Close(None)).await;
+    let _ = tx.send(Message::Close(close)).await;
     if let Some(s) = &sub {
         live.unsubscribe(s.id);
     }
