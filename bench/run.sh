@@ -91,39 +91,43 @@ perf_ok() {
     local sudo_cmd=; [ "$(id -u)" -eq 0 ] || sudo_cmd=sudo
     $sudo_cmd apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq linux-perf >/dev/null 2>&1 || true
   fi
-  command -v perf >/dev/null && perf record -q -e cpu-clock -o /dev/null -- true >/dev/null 2>&1 \
+  command -v perf >/dev/null && perf record -a -e cpu-clock -o /dev/null -- true >/dev/null 2>&1 \
     || { echo "bench: perf cannot sample here; BENCHMARKS.md will have CPU counters but no profile" >&2; return 1; }
 }
 # A perf profile as results records: per process, its top threads and its top symbols, each as
-# a share of that process's own samples.
-profile_json() { # perf.data, then name=pid ...
-  python3 - "$@" <<'PY'
+# a share of that process's own samples. perf reports by thread id; the map of thread ids to
+# processes was taken while they ran.
+profile_json() { # perf.data, tid map (lines "tid name")
+  python3 - "$1" "$2" <<'PY'
 import collections, json, re, subprocess, sys
-data, pairs = sys.argv[1], dict(a.split("=", 1) for a in sys.argv[2:])
-names = {pid: name for name, pid in pairs.items()}
-for by in ("comm", "dso,sym"):
-    out = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children",
-                          "--sort", "pid," + by, "--percent-limit", "0.05"],
-                         capture_output=True, text=True, errors="replace").stdout
-    rows = collections.defaultdict(list)
-    for line in out.splitlines():
-        m = re.match(r"\s*([0-9.]+)%\s+(\d+):\S*\s+(.*\S)\s*$", line)
-        if m and m.group(2) in names:
-            rows[m.group(2)].append([float(m.group(1)), re.sub(r"\s+", " ", m.group(3))])
-    totals = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "pid"],
-                            capture_output=True, text=True, errors="replace").stdout
-    share = {}
-    for line in totals.splitlines():
-        m = re.match(r"\s*([0-9.]+)%\s+(\d+):", line)
-        if m:
-            share[m.group(2)] = float(m.group(1))
-    for pid, name in names.items():
-        total = share.get(pid, 0.0)
-        if total <= 0:
-            continue
-        top = [[round(100 * p / total, 1), what] for p, what in rows[pid] if 100 * p / total >= 1.5]
-        print(json.dumps({"stage": "profile", "during": "4. end to end", "process": name,
-                          "by": by.split(",")[0], "share_of_samples": total, "rows": top[:12]}))
+data, tidmap = sys.argv[1], sys.argv[2]
+owner = {}
+for line in open(tidmap):
+    tid, name = line.split()
+    owner[tid] = name
+def report(sort):
+    return subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", sort,
+                           "--percent-limit", "0.01"], capture_output=True, text=True, errors="replace").stdout
+total = collections.Counter()
+threads = collections.defaultdict(collections.Counter)
+for line in report("pid").splitlines():
+    m = re.match(r"\s*([0-9.]+)%\s+(\d+):(\S*)", line)
+    if m and m.group(2) in owner:
+        name = owner[m.group(2)]
+        total[name] += float(m.group(1))
+        # Worker threads carry their index (timely:work-0); group them by kind.
+        threads[name][re.sub(r"-\d+$", "-N", m.group(3))] += float(m.group(1))
+syms = collections.defaultdict(collections.Counter)
+for line in report("pid,dso,sym").splitlines():
+    m = re.match(r"\s*([0-9.]+)%\s+(\d+):\S*\s+(.*\S)\s*$", line)
+    if m and m.group(2) in owner:
+        syms[owner[m.group(2)]][re.sub(r"\s+", " ", m.group(3))] += float(m.group(1))
+for name in sorted(total):
+    t = total[name]
+    for by, rows in (("comm", threads[name]), ("dso", syms[name])):
+        top = [[round(100 * p / t, 1), what] for what, p in rows.most_common() if 100 * p / t >= 1.5]
+        print(json.dumps({"stage": "profile", "during": "4. end to end", "process": name, "by": by,
+                          "share_of_samples": round(t, 1), "rows": top[:12]}))
 PY
 }
 
@@ -240,8 +244,13 @@ for name in "${!e2e_pid[@]}"; do c0[$name]=$(cpu_ticks "${e2e_pid[$name]}"); don
 pt0=$(date +%s.%N)
 profile_s=$(( e2e_measure / 2 > 3 ? e2e_measure / 2 : 3 ))
 if [ "$mode" = full ] && perf_ok; then
-  perf record -q -e cpu-clock -F 499 -p "$sim,$pipe,$gw,$broker_pid,$load" -o "$out/e2e.perf" \
-    -- sleep "$profile_s" > "$out/perf-record.log" 2>&1 || echo "bench: perf record failed (see $out/perf-record.log)" >&2
+  # System-wide, then split by process: attaching to the processes' many threads one by one
+  # failed here, and the machine runs nothing else meanwhile.
+  perf record -a -e cpu-clock -F 499 -o "$out/e2e.perf" -- sleep "$profile_s" \
+    > "$out/perf-record.log" 2>&1 || echo "bench: perf record failed (see $out/perf-record.log)" >&2
+  for name in "${!e2e_pid[@]}"; do
+    for t in /proc/"${e2e_pid[$name]}"/task/*; do echo "${t##*/} $name"; done
+  done > "$out/e2e.tids"
 else
   sleep "$profile_s"
 fi
@@ -254,8 +263,8 @@ done
 wait "$load" || { echo "bench: busflow load failed (see $out/e2e-load.log)" >&2; exit 1; }
 broker_record "4. end to end"
 if [ -s "$out/e2e.perf" ]; then
-  profile_json "$out/e2e.perf" simulate="$sim" pipeline="$pipe" gateway="$gw" broker="$broker_pid" load="$load" \
-    >> "$results" || echo "bench: could not read the profile $out/e2e.perf" >&2
+  profile_json "$out/e2e.perf" "$out/e2e.tids" >> "$results" \
+    || echo "bench: could not read the profile $out/e2e.perf" >&2
 fi
 tail -25 "$out/e2e-load.log"
 stop_pid "$sim"; stop_pid "$gw"; stop_pid "$pipe"

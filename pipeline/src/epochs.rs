@@ -161,7 +161,8 @@ mod tests {
     #[test]
     fn a_fast_worker_never_waits_forever_on_a_slow_one() {
         let t0 = Instant::now();
-        let mut workers = [Epochs::new(INTERVAL, 5000, 20, t0), Epochs::new(INTERVAL, 5000, 20, t0)];
+        let mut workers =
+            [Epochs::new(INTERVAL, 5000, 20, t0), Epochs::new(INTERVAL, 5000, 20, t0)];
         let mut next_run = [0u64, 0u64];
         let mut offsets = [0i64, 0i64];
         let mut last_read_ms = [0u64, 0u64];
@@ -172,7 +173,14 @@ mod tests {
                     continue;
                 }
                 // Worker 0 does the heavy processing while the backlog lasts.
-                next_run[w] = ms + if backlog && w == 0 { 200 } else if backlog { 5 } else { 1 };
+                next_run[w] = ms
+                    + if backlog && w == 0 {
+                        200
+                    } else if backlog {
+                        5
+                    } else {
+                        1
+                    };
                 let now = t0 + Duration::from_millis(ms);
                 let mut read = 0;
                 if workers[w].may_read() {

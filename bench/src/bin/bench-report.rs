@@ -439,10 +439,10 @@ fn render(
     if !profiles.is_empty() {
         writeln!(
             md,
-            "\nA `perf record -e cpu-clock` sample profile of every process over the same window \
-             (`bench/out/full/e2e.perf`; rows of 1.5% or more of the process's samples). By thread \
-             name first (`rdk:*` are librdkafka's threads, `timely:*` the pipeline's workers, \
-             `tokio-*` the gateway's runtime), then by library and symbol.\n"
+            "\nA `perf record -a -e cpu-clock` sample profile of the machine over the same window, \
+             split by process (`bench/out/full/e2e.perf`; rows of 1.5% or more of the process's own \
+             samples). By thread name first (`rdk:*` are librdkafka's threads, `timely:*` the pipeline's workers, \
+             `tokio-*` the gateway's runtime; numbered threads are grouped as `-N`), then by library and symbol.\n"
         )?;
         for process in ["simulate", "pipeline", "gateway", "broker", "load"] {
             for by in ["comm", "dso"] {
@@ -459,13 +459,17 @@ fn render(
                 let what = if by == "comm" { "thread" } else { "library and symbol" };
                 writeln!(
                     md,
-                    "**{process}** ({:.0}% of all samples), by {what}:\n\n| share | {what} |\n|---|---|",
+                    "**{process}** ({:.0}% of the machine's samples, idle included), by {what}:\n\n| share | {what} |\n|---|---|",
                     num(rec, "share_of_samples")
                 )?;
                 for row in rows {
                     let pct = row.get(0).and_then(Value::as_f64).unwrap_or(f64::NAN);
                     let name = row.get(1).and_then(Value::as_str).unwrap_or("?");
-                    writeln!(md, "| {pct:.1}% | `{}` |", name.replace('|', "\\|").replace('`', "'"))?;
+                    writeln!(
+                        md,
+                        "| {pct:.1}% | `{}` |",
+                        name.replace('|', "\\|").replace('`', "'")
+                    )?;
                 }
                 writeln!(md)?;
             }
