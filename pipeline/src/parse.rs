@@ -72,7 +72,21 @@ pub fn parse(payload: &[u8], key: Option<&[u8]>, max_bytes: usize) -> Result<Raw
 
 /// Maps a serde error to a reason. Only reached for refused messages, so it may re-parse.
 fn classify(text: &str, e: &serde_json::Error, key: Option<&str>) -> Refusal {
-    let vehicle = key.map(str::to_string).or_else(|| vehicle_id_of(text));
+    let value: Option<serde_json::Value> = serde_json::from_str(text).ok();
+    let vehicle = key
+        .map(str::to_string)
+        .or_else(|| value.as_ref()?.get("vehicle_id")?.as_str().map(str::to_string));
+    // A record of another contract version may have another shape (or a `v` of another
+    // type): name the version, not whichever field this version misses.
+    if let Some(v) = value.as_ref().and_then(|x| x.get("v"))
+        && v.as_u64() != Some(u64::from(SCHEMA_VERSION))
+    {
+        return Refusal {
+            reason: RejectReason::UnsupportedVersion,
+            detail: format!("contract version {v} (this build reads {SCHEMA_VERSION}): {e}"),
+            vehicle_id: vehicle,
+        };
+    }
     let reason = match e.classify() {
         Category::Io | Category::Syntax | Category::Eof => RejectReason::MalformedJson,
         // Valid JSON of the wrong shape: a top-level non-object is malformed, a bad field is not.
@@ -81,11 +95,6 @@ fn classify(text: &str, e: &serde_json::Error, key: Option<&str>) -> Refusal {
         Category::Data => RejectReason::InvalidField,
     };
     Refusal { reason, detail: e.to_string(), vehicle_id: vehicle }
-}
-
-fn vehicle_id_of(text: &str) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_str(text).ok()?;
-    v.get("vehicle_id")?.as_str().map(str::to_string)
 }
 
 #[cfg(test)]
@@ -125,6 +134,15 @@ mod tests {
         );
         assert_eq!(
             reason(br#"{"v":7,"vehicle_id":"b1","ts":1,"lat":1.0,"lon":2.0}"#, None),
+            RejectReason::UnsupportedVersion
+        );
+        // Another version's record shape, or a version of another type, is still a version.
+        assert_eq!(
+            reason(br#"{"v":2,"vehicle_id":"b1","ts":1,"position":[1.0,2.0]}"#, None),
+            RejectReason::UnsupportedVersion
+        );
+        assert_eq!(
+            reason(br#"{"v":"1","vehicle_id":"b1","ts":1,"lat":1.0,"lon":2.0}"#, None),
             RejectReason::UnsupportedVersion
         );
         assert_eq!(reason(&vec![b' '; 2000], None), RejectReason::Oversized);

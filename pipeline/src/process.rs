@@ -229,16 +229,32 @@ impl Processor {
         let outcome = match self.accept(msg, now_ms) {
             Ok(Some(pos)) => Outcome::Position(Box::new(pos)),
             Ok(None) => Outcome::Duplicate,
-            Err(r) => Outcome::Rejected(Box::new(Rejected::new(
-                r.reason,
-                r.detail,
-                r.vehicle_id,
-                msg.payload,
-                msg.key,
-                msg.partition,
-                msg.offset,
-                now_ms,
-            ))),
+            Err(r) => {
+                // An oversized message keeps only its first `max_message_bytes`: its whole
+                // base64 is a third larger than the message, can exceed what the producer and
+                // broker take (1 MB by default), and the sink would retry it forever, stalling
+                // every epoch behind it.
+                let limit = self.cfg.max_message_bytes;
+                let (raw, detail) =
+                    if r.reason == RejectReason::Oversized && msg.payload.len() > limit {
+                        (
+                            &msg.payload[..limit],
+                            format!("{}; raw_b64 holds the first {limit} bytes", r.detail),
+                        )
+                    } else {
+                        (msg.payload, r.detail)
+                    };
+                Outcome::Rejected(Box::new(Rejected::new(
+                    r.reason,
+                    detail,
+                    r.vehicle_id,
+                    raw,
+                    msg.key,
+                    msg.partition,
+                    msg.offset,
+                    now_ms,
+                )))
+            }
         };
         match &outcome {
             Outcome::Position(p) => {
@@ -602,7 +618,10 @@ pub fn validate(raw: &RawPosition, now_ms: i64, cfg: &PipelineConfig) -> Result<
     if raw.lat.abs() < 1e-6 && raw.lon.abs() < 1e-6 {
         return Err(Refusal::new(RejectReason::NullIsland, "(0, 0): no GPS fix", v));
     }
-    let future = raw.ts - now_ms;
+    // Saturating: ts is whatever the device sent, and near i64::MIN the plain difference
+    // overflows (a panic in debug builds, a wrapped "future" timestamp in release).
+    let future = raw.ts.saturating_sub(now_ms);
+    let age = future.saturating_neg();
     if future > cfg.max_future.as_millis() as i64 {
         return Err(Refusal::new(
             RejectReason::FutureTimestamp,
@@ -610,10 +629,10 @@ pub fn validate(raw: &RawPosition, now_ms: i64, cfg: &PipelineConfig) -> Result<
             v,
         ));
     }
-    if -future > cfg.max_age.as_millis() as i64 {
+    if age > cfg.max_age.as_millis() as i64 {
         return Err(Refusal::new(
             RejectReason::TooOld,
-            format!("ts is {:.1}s old (limit {}s)", -future as f64 / 1000.0, cfg.max_age.as_secs()),
+            format!("ts is {:.1}s old (limit {}s)", age as f64 / 1000.0, cfg.max_age.as_secs()),
             v,
         ));
     }
@@ -671,6 +690,20 @@ mod tests {
 
     fn shape_points(id: &str) -> Vec<(f64, f64)> {
         testnet::shapes().into_iter().find(|s| s.id == id).unwrap().points
+    }
+
+    #[test]
+    fn extreme_timestamps_are_refused_without_overflow() {
+        // ts - now overflowed i64 for ts near i64::MIN (seen writing the fuzz targets).
+        let cfg = PipelineConfig::default();
+        let at = |ts: i64, now: i64| {
+            validate(&RawPosition::new("b1", ts, -16.9, 145.7), now, &cfg).unwrap_err().reason
+        };
+        assert_eq!(at(i64::MIN, NOW), RejectReason::TooOld);
+        assert_eq!(at(i64::MAX, NOW), RejectReason::FutureTimestamp);
+        assert_eq!(at(i64::MAX, -NOW), RejectReason::FutureTimestamp);
+        // ts - now is exactly i64::MIN here, so its negation overflowed as well.
+        assert_eq!(at(i64::MIN, 0), RejectReason::TooOld);
     }
 
     #[test]
