@@ -13,6 +13,15 @@
 #       started again under them. Passes when every viewer reconnects, no vehicle is ever shown
 #       outside a viewport, and at the end every viewer holds exactly the gateway's vehicles for
 #       its viewport (no ghosts, none missing) after the input stopped.
+#   scripts/chaos.sh slow-clients [--clients N]          (default 1000)
+#       N normal SSE viewers while the gateway ingests 2,000 updates/s, first alone (30 s), then
+#       beside 20 stalled streams (never read) and 20 trickling ones (1 byte/s) over the whole
+#       city that reconnect whenever they are cut off (30 s), then alone again (30 s). Passes when
+#       the normal viewers' p99 latency with the slow ones is within 2x of the runs without them
+#       (2 x max(worse p99 of the two, 25 ms)),
+#       the gateway's RSS grows by less than 48 MB, and the slow streams are disconnected as slow
+#       consumers. Add --unprotected to run it with coalescing and eviction switched off by
+#       configuration (huge buffer, 1 h timeout): the memory check then fails.
 #   scripts/chaos.sh pipeline-kills
 #       the SIGKILL test: 12 kills at random moments, exactly-once and per-vehicle order checked
 #       (cargo test -p busflow-pipeline --test kill; it also runs in .ci/run).
@@ -24,14 +33,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scenario=${1:-}
-[ -n "$scenario" ] || { sed -n '2,22p' "$0"; exit 2; }
+[ -n "$scenario" ] || { sed -n '2,30p' "$0"; exit 2; }
 shift
-outage=30 clients=1000 out=/tmp/busflow-chaos
+outage=30 clients=1000 out=/tmp/busflow-chaos unprotected=
 while [ $# -gt 0 ]; do
   case "$1" in
     --outage) outage=$2; shift ;;
     --clients) clients=$2; shift ;;
     --out) out=$2; shift ;;
+    --unprotected) unprotected=1 ;;
     *) echo "chaos: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -85,6 +95,7 @@ build() {
   say "building release busflow"
   # No scenario uses `busflow sql`; without it the release build skips DataFusion.
   cargo build --release --locked -p busflow --no-default-features 2>&1 | tail -1
+  cargo build --release --locked -p busflow-bench 2>&1 | tail -1
   scripts/dev-broker.sh install
 }
 
@@ -252,6 +263,87 @@ EOF
   say "gateway-restart: PASS"
 }
 
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+slow_clients() {
+  local port gw_port
+  port=$(free_port); gw_port=$(free_port)
+  say "slow-clients: $clients normal viewers, then 20 stalled + 20 trickling streams beside them"
+  start_broker "$port" memory
+  local brokers=127.0.0.1:$port tag="chaos.slow.$(date +%s)"
+  local topics=(--topic-raw "$tag.raw" --topic-positions "$tag.positions" --topic-rejected "$tag.rejected" --topic-latest "$tag.latest")
+  local extra=()
+  [ -z "$unprotected" ] || extra=(--client-buffer 100000000 --slow-client-timeout 1h)
+  "$bin" gateway --brokers "$brokers" "${topics[@]}" --http-addr "127.0.0.1:$gw_port" \
+    --max-connections $(( clients + 500 )) --max-connections-per-ip $(( clients + 500 )) \
+    --max-vehicles-per-stream 100000 "${extra[@]}" > "$out/slow-gateway.log" 2>&1 &
+  local gw=$!; pids+=("$gw")
+  local base=http://127.0.0.1:$gw_port
+  wait_ready "$base/readyz" 60
+  "$CARGO_TARGET_DIR/release/bench-feed" --brokers "$brokers" --topic "$tag.positions" --rate 2000 \
+    --vehicles 2000 --seconds 110 > "$out/slow-feed.log" 2>&1 &
+  local feed=$!; pids+=("$feed")
+  sleep 8
+  local load_args=(load --gateway "127.0.0.1:$gw_port" --clients "$clients" --transport sse
+    --viewport-km 3 --ramp 5s --duration 30s --no-progress)
+  say "run A: $clients viewers alone"
+  "$bin" "${load_args[@]}" --report "$out/slow-A.json" > "$out/slow-A.log" 2>&1 || fail "busflow load (A) failed"
+  local rss_a; rss_a=$(rss_kb "$gw")
+  say "run B: the same viewers beside 20 stalled and 20 trickling streams"
+  python3 scripts/slow_clients.py "127.0.0.1:$gw_port" --stalled 20 --trickle 20 --seconds 42 \
+    > "$out/slow-attackers.json" 2> "$out/slow-attackers.log" &
+  local attackers=$!; pids+=("$attackers")
+  sleep 4
+  "$bin" "${load_args[@]}" --report "$out/slow-B.json" > "$out/slow-B.log" 2>&1 &
+  local load=$!; pids+=("$load")
+  local rss_max=$rss_a r
+  while alive "$load"; do
+    r=$(rss_kb "$gw" 2>/dev/null || echo 0)
+    [ "$r" -le "$rss_max" ] || rss_max=$r
+    sleep 1
+  done
+  wait "$load" || fail "busflow load (B) failed"
+  wait "$attackers" || true
+  alive "$gw" || fail "the gateway exited"
+  local cut
+  cut=$(metric "$base/metrics" 'busflow_gateway_disconnects_total{reason="slow_consumer"}')
+  # A second run without them: the baseline is the worse of the two, so drift in what else the
+  # machine does is not blamed on the slow clients.
+  say "run A2: the viewers alone again"
+  "$bin" "${load_args[@]}" --report "$out/slow-A2.json" > "$out/slow-A2.log" 2>&1 || fail "busflow load (A2) failed"
+  python3 - "$out/slow-A.json" "$out/slow-B.json" "$rss_a" "$rss_max" "$cut" "$out/slow-attackers.json" "$out/slow-A2.json" <<'PY' \
+    || fail "slow clients hurt the others (see $out/slow-*.json)"
+import json, sys
+a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+rss_a, rss_max, cut = int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+attack = json.load(open(sys.argv[6]))
+a2 = json.load(open(sys.argv[7]))
+pa = max(a["produce_latency"]["p99_ms"], a2["produce_latency"]["p99_ms"])
+pb = b["produce_latency"]["p99_ms"]
+print(f"runs without slow clients: p99 {a['produce_latency']['p99_ms']:.0f} ms before, {a2['produce_latency']['p99_ms']:.0f} ms after")
+limit = 2 * max(pa, 25.0)
+growth_mb = (rss_max - rss_a) / 1024
+print(f"normal viewers p99 (produce -> arrival): alone {pa:.0f} ms, beside slow clients {pb:.0f} ms (limit {limit:.0f} ms)")
+print(f"p50: {a['produce_latency']['p50_ms']:.0f} -> {b['produce_latency']['p50_ms']:.0f} ms; events/s {a['events_per_s']:.0f} -> {b['events_per_s']:.0f}")
+print(f"gateway RSS: {rss_a/1024:.0f} MB after A, at most {rss_max/1024:.0f} MB during B (+{growth_mb:.1f} MB, limit 48)")
+print(f"slow streams: {attack}; gateway's slow_consumer disconnects: {cut:.0f}")
+problems = []
+if pb > limit: problems.append(f"p99 {pb:.0f} ms > {limit:.0f} ms")
+if growth_mb >= 48: problems.append(f"RSS grew {growth_mb:.1f} MB")
+if cut < 20: problems.append(f"only {cut:.0f} slow streams disconnected")
+for name, r in (("A", a), ("B", b), ("A2", a2)):
+    if r["violations"]: problems.append(f"{r['violations']} viewport violations in {name}")
+    if r["connected"] != r["clients"]: problems.append(f"{r['connected']}/{r['clients']} connected in {name}")
+if problems:
+    print("problems:", "; ".join(problems)); sys.exit(1)
+PY
+  kill -TERM "$gw"; wait "$gw" || true
+  kill -TERM "$feed" 2>/dev/null; wait "$feed" || true
+  pids=()
+  scripts/dev-broker.sh stop --state-dir "$broker_dir" > /dev/null; broker_dir=
+  say "slow-clients: PASS"
+}
+
 pipeline_kills() {
   say "pipeline-kills: 12 SIGKILLs, exactly-once and per-vehicle order"
   cargo test --locked -p busflow-pipeline --test kill -- --nocapture 2>&1 | grep -E 'SIGKILLs|raw |test result' \
@@ -262,7 +354,8 @@ pipeline_kills() {
 case "$scenario" in
   broker-outage) build; broker_outage ;;
   gateway-restart) build; gateway_restart ;;
+  slow-clients) build; slow_clients ;;
   pipeline-kills) pipeline_kills ;;
-  all) build; pipeline_kills; broker_outage; gateway_restart ;;
-  *) echo "chaos: unknown scenario $scenario" >&2; sed -n '2,22p' "$0"; exit 2 ;;
+  all) build; pipeline_kills; broker_outage; gateway_restart; slow_clients ;;
+  *) echo "chaos: unknown scenario $scenario" >&2; sed -n '2,30p' "$0"; exit 2 ;;
 esac

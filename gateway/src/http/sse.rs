@@ -44,6 +44,7 @@ pub(crate) async fn stream(
         shutdown: state.inner.shutdown.clone(),
         done: false,
         last_flush: None,
+        more: false,
         _permit: permit,
     };
     let keep_alive = KeepAlive::new().interval(state.config().heartbeat);
@@ -74,6 +75,8 @@ struct Session {
     shutdown: CancellationToken,
     done: bool,
     last_flush: Option<Instant>,
+    /// The last batch left events queued.
+    more: bool,
     watchdog: Option<tokio::task::AbortHandle>,
     _permit: ConnPermit,
 }
@@ -102,6 +105,7 @@ impl Session {
         }
         if let Some(last) = self.last_flush
             && !self.min_interval.is_zero()
+            && !self.more
         {
             tokio::select! {
                 _ = tokio::time::sleep_until(last + self.min_interval) => {}
@@ -111,11 +115,14 @@ impl Session {
         let coalesce = !self.min_interval.is_zero();
         let batch = tokio::select! {
             b = self.sub.queue.next_batch(coalesce) => b,
-            _ = self.shutdown.cancelled() => vec![Outgoing::Error {
+            _ = self.shutdown.cancelled() => (vec![Outgoing::Error {
                 code: "shutting_down",
                 message: "the gateway is shutting down; reconnect to another instance".into(),
-            }],
+            }], false),
         };
+        // What did not fit in this batch goes out next, without waiting for the interval.
+        let (batch, more) = batch;
+        self.more = more;
         self.last_flush = Some(Instant::now());
         let mut out = Vec::with_capacity(batch.len());
         let mut bytes = 0;

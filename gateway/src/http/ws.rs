@@ -126,7 +126,7 @@ async fn next_batch(
     sub: &Option<Subscriber>,
     not_before: Option<Instant>,
     coalesce: bool,
-) -> Vec<Outgoing> {
+) -> (Vec<Outgoing>, bool) {
     match sub {
         Some(s) => {
             if let Some(t) = not_before {
@@ -154,13 +154,18 @@ async fn session(
     };
     let mut last_heard = Instant::now();
     let mut last_flush: Option<Instant> = None;
+    let mut more = false;
     let mut ping = tokio::time::interval(state.config().heartbeat);
     ping.tick().await;
     let mut close: Option<CloseFrame> = None;
     let reason = loop {
-        let not_before = last_flush.filter(|_| !min_interval.is_zero()).map(|t| t + min_interval);
+        // What did not fit in the last batch goes out next, without waiting for the interval.
+        let not_before =
+            last_flush.filter(|_| !min_interval.is_zero() && !more).map(|t| t + min_interval);
         tokio::select! {
-            batch = next_batch(&sub, not_before, !min_interval.is_zero()) => {
+            taken = next_batch(&sub, not_before, !min_interval.is_zero()) => {
+                let batch;
+                (batch, more) = taken;
                 last_flush = Some(Instant::now());
                 let mut bytes = 0;
                 let mut fatal = false;

@@ -277,19 +277,24 @@ impl ClientQueue {
         self.len() == 0
     }
 
-    /// Takes everything queued, waiting until there is something. With `coalesce`, keeps only
-    /// the latest event per vehicle (used with `min_interval_ms`).
-    pub async fn next_batch(&self, coalesce: bool) -> Vec<Outgoing> {
+    /// Takes up to [`MAX_BATCH`] events, waiting until there is something, and whether more
+    /// were left queued. With `coalesce`, keeps only the latest event per vehicle first (used
+    /// with `min_interval_ms`).
+    pub async fn next_batch(&self, coalesce: bool) -> (Vec<Outgoing>, bool) {
         loop {
-            if let Some(batch) = self.try_batch(coalesce) {
-                return batch;
+            if let Some(taken) = self.take(coalesce) {
+                return taken;
             }
             self.notify.notified().await;
         }
     }
 
-    /// Takes everything queued, if anything.
+    /// Takes up to [`MAX_BATCH`] events, if anything is queued.
     pub fn try_batch(&self, coalesce: bool) -> Option<Vec<Outgoing>> {
+        self.take(coalesce).map(|(batch, _)| batch)
+    }
+
+    fn take(&self, coalesce: bool) -> Option<(Vec<Outgoing>, bool)> {
         let mut g = self.lock();
         if g.items.is_empty() {
             return None;
@@ -297,10 +302,21 @@ impl ClientQueue {
         if coalesce {
             compact(&mut g.items);
         }
-        g.behind_since = None;
-        Some(g.items.drain(..).collect())
+        // A batch is encoded for the wire as a whole and held until the socket takes it, so a
+        // client that stops reading holds one batch of encoded text besides its queue of shared
+        // updates: the cap is what bounds that.
+        let n = g.items.len().min(MAX_BATCH);
+        let batch: Vec<Outgoing> = g.items.drain(..n).collect();
+        if g.items.len() <= self.limits.capacity / 2 {
+            g.behind_since = None;
+        }
+        let more = !g.items.is_empty();
+        Some((batch, more))
     }
 }
+
+/// Most events handed to a connection at once.
+pub const MAX_BATCH: usize = 256;
 
 /// Keeps only the last event per key, in place; events without a key stay.
 fn compact(items: &mut VecDeque<Outgoing>) {
@@ -328,6 +344,24 @@ mod tests {
 
     fn upd(id: &str, ts: i64) -> Outgoing {
         Outgoing::Update(SharedUpdate::new(Arc::new(vp(id, ts, -16.9, 145.7, None))))
+    }
+
+    #[test]
+    fn batches_are_capped_and_say_when_more_is_queued() {
+        let q = ClientQueue::new(QueueLimits {
+            capacity: 10 * MAX_BATCH,
+            slow_timeout: Duration::from_secs(60),
+        });
+        let t0 = Instant::now();
+        for ts in 0..(MAX_BATCH as i64 + 10) {
+            q.push_at(upd(&format!("v{ts}"), ts), t0);
+        }
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let (first, more) = rt.block_on(q.next_batch(false));
+        assert_eq!((first.len(), more), (MAX_BATCH, true));
+        let (rest, more) = rt.block_on(q.next_batch(false));
+        assert_eq!((rest.len(), more), (10, false));
+        assert_eq!(rest[0], upd(&format!("v{MAX_BATCH}"), MAX_BATCH as i64), "order kept");
     }
 
     #[test]
