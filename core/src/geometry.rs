@@ -155,9 +155,17 @@ impl Polyline {
     pub fn project_window(&self, lat: f64, lon: f64, from_m: f64, to_m: f64) -> Projection {
         let from = from_m.clamp(0.0, self.length_m());
         let to = to_m.clamp(from, self.length_m());
-        let first = self.cum_m.partition_point(|&c| c <= from).clamp(1, self.len() - 1) - 1;
-        let last = self.cum_m.partition_point(|&c| c < to).clamp(1, self.len() - 1);
-        self.project_segments(lat, lon, first, last, from, to)
+        let segments = self.segments_between(from, to);
+        self.project_segments(lat, lon, segments.start, segments.end, from, to)
+    }
+
+    /// Indices of the segments (segment `i` runs from vertex `i` to `i + 1`) that hold some part
+    /// of the line between `from_m` and `to_m` metres along it; never empty.
+    pub fn segments_between(&self, from_m: f64, to_m: f64) -> std::ops::Range<usize> {
+        let first = self.cum_m.partition_point(|&c| c <= from_m).clamp(1, self.len() - 1) - 1;
+        let last = self.cum_m.partition_point(|&c| c < to_m).clamp(1, self.len() - 1);
+        // A window of no length on a vertex still names the segment that starts there.
+        first..last.max(first + 1)
     }
 
     /// Projects a point onto the whole line.
@@ -270,6 +278,19 @@ mod tests {
         let p = l.project_window(qlat, qlon, 600.0, 900.0);
         assert!((p.dist_along_m - 600.0).abs() < 1e-6, "{p:?}");
         assert!((p.off_m - 400.0).abs() < 1.0, "{p:?}");
+    }
+
+    #[test]
+    fn segments_between_covers_the_window() {
+        let l = line();
+        let corner = l.cum_m(1);
+        assert_eq!(l.segments_between(0.0, 10.0), 0..1);
+        assert_eq!(l.segments_between(10.0, corner + 10.0), 0..2);
+        assert_eq!(l.segments_between(corner + 10.0, l.length_m()), 1..2);
+        // A window of no length exactly on the corner: the segment that starts there.
+        assert_eq!(l.segments_between(corner, corner), 1..2);
+        let p = l.project_window(-16.0, 145.7804, corner, corner);
+        assert!((p.dist_along_m - corner).abs() < 1e-6 && p.off_m.is_finite(), "{p:?}");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use h3o::Resolution;
 use crate::Error;
 use crate::config::PipelineConfig;
 use crate::parse::{Refusal, parse};
-use crate::snap::{Fix, MAX_TRACKS, Matched, Track, follow, fresh, heading_penalty};
+use crate::snap::{Fix, MAX_TRACKS, Matched, Track, follow, heading_penalty, scan};
 
 /// Within this distance of a shape's end, a vehicle that stops matching has finished the trip.
 const END_ZONE_M: f64 = 150.0;
@@ -24,6 +24,9 @@ const SAME_POS_DEG: f64 = 1e-8;
 /// Consecutive implausible jumps after which the new position is believed (the old anchor was
 /// the outlier).
 const JUMP_STREAK_LIMIT: u8 = 3;
+/// Off route for this long, a vehicle found behind its track on the same shape is on a new run
+/// of it (a curtailed trip begun again) rather than a fix to hold back; seconds.
+const RESTART_AFTER_S: f64 = 120.0;
 
 /// One message from the raw topic.
 #[derive(Debug, Clone, Copy)]
@@ -352,6 +355,11 @@ impl Processor {
         let route_hint = raw.route_id.as_deref().and_then(|r| net.route_by_id(r));
         if trip_hint.is_some() {
             if trip_hint != st.hinted_trip {
+                // A trip the device names anew is a new run: matched afresh, not followed on
+                // from where the last trip left its (possibly same) shape.
+                if trip_hint != st.trip {
+                    st.n_tracks = 0;
+                }
                 st.hinted_trip = trip_hint;
                 st.trip = trip_hint;
             }
@@ -373,8 +381,11 @@ impl Processor {
             lon: raw.lon,
             heading,
             reach_m: cfg.max_speed_mps * since_snap + 2.0 * cfg.gps_noise_m,
+            advance_m: st.speed.map_or(0.0, |s| f64::from(s).clamp(0.0, cfg.max_speed_mps))
+                * since_snap,
             back_m: cfg.gps_noise_m,
             max_off_m: cfg.max_off_route_m,
+            restart: since_snap >= RESTART_AFTER_S,
         };
 
         let mut matched = self.match_candidates(st, route_hint, &fix);
@@ -563,20 +574,26 @@ impl Processor {
         // chosen track pays for a full scan (leg choice), the others take the nearest point.
         let primary = st.tracks().first().map(|t| t.shape);
         let single = shapes.len() == 1;
-        let mut rescan = |shape: ShapeIdx| -> Option<(Projection, f64)> {
+        // `after`: the track's last distance; only what lies beyond its noise is searched.
+        let mut rescan = |shape: ShapeIdx, after: Option<f64>| -> Option<(Projection, f64)> {
             let near = near.get_or_insert_with(|| net.shapes_near(fix.lat, fix.lon, fix.max_off_m));
             let hit = near.iter().find(|n| n.shape == shape)?;
+            let line = &net.shape(shape).line;
+            let from = after.map_or(0.0, |a| a - fix.back_m);
             if single || primary == Some(shape) {
-                Some(fresh(net, shape, fix))
+                Some(scan(line, fix, from, f64::INFINITY, after))
             } else {
-                let line = &net.shape(shape).line;
                 let p = hit.projection;
-                Some((p, p.off_m + heading_penalty(line, p.segment, fix)))
+                (p.dist_along_m >= from)
+                    .then(|| (p, p.off_m + heading_penalty(line, p.segment, fix)))
             }
         };
         let mut out: Vec<Matched> = shapes
             .iter()
-            .map(|&(s, seed)| follow(net, s, st.track(s), seed, fix, &mut rescan))
+            .map(|&(s, seed)| {
+                let reported = primary == Some(s);
+                follow(&net.shape(s).line, s, st.track(s), reported, seed, fix, &mut rescan)
+            })
             .collect();
         // Scores within a metre are a tie (shared road): then the busier shape.
         let trips =
