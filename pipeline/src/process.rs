@@ -383,6 +383,7 @@ impl Processor {
             reach_m: cfg.max_speed_mps * since_snap + 2.0 * cfg.gps_noise_m,
             advance_m: st.speed.map_or(0.0, |s| f64::from(s).clamp(0.0, cfg.max_speed_mps))
                 * since_snap,
+            moved_m: if fresh { 0.0 } else { moved },
             back_m: cfg.gps_noise_m,
             max_off_m: cfg.max_off_route_m,
             restart: since_snap >= RESTART_AFTER_S,
@@ -574,18 +575,15 @@ impl Processor {
         // chosen track pays for a full scan (leg choice), the others take the nearest point.
         let primary = st.tracks().first().map(|t| t.shape);
         let single = shapes.len() == 1;
-        // `after`: the track's last distance; only what lies beyond its noise is searched.
-        let mut rescan = |shape: ShapeIdx, after: Option<f64>| -> Option<(Projection, f64)> {
+        let mut rescan = |shape: ShapeIdx| -> Option<(Projection, f64)> {
             let near = near.get_or_insert_with(|| net.shapes_near(fix.lat, fix.lon, fix.max_off_m));
             let hit = near.iter().find(|n| n.shape == shape)?;
             let line = &net.shape(shape).line;
-            let from = after.map_or(0.0, |a| a - fix.back_m);
             if single || primary == Some(shape) {
-                Some(scan(line, fix, from, f64::INFINITY, after))
+                Some(scan(line, fix, 0.0, f64::INFINITY, None))
             } else {
                 let p = hit.projection;
-                (p.dist_along_m >= from)
-                    .then(|| (p, p.off_m + heading_penalty(line, p.segment, fix)))
+                Some((p, p.off_m + heading_penalty(line, p.segment, fix)))
             }
         };
         let mut out: Vec<Matched> = shapes

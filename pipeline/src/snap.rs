@@ -5,10 +5,10 @@
 //! as long as the vehicle could have driven since. Near a turnaround that window also holds the
 //! way back (the same road, the other direction), so the choice inside it weighs the heading and,
 //! between legs that fit alike, takes the one nearest where the vehicle's speed puts it: the bus
-//! is put on the leg it is on, not the one it will drive in a minute. When the track of
-//! the shape last reported loses the vehicle it searches forward only, so on one shape progress
-//! never goes back; only a new trip (or a vehicle off route for a couple of minutes, see
-//! `Fix::restart`) starts over. A new candidate gets a fresh match over the whole shape that,
+//! is put on the leg it is on, not the one it will drive in a minute. When the track of the
+//! shape last reported loses the vehicle it holds its distance (the window already spans all
+//! the vehicle could have driven), so on one shape progress never goes back; only a new trip
+//! (or a vehicle off route for a couple of minutes, see `Fix::restart`) starts over. A new candidate gets a fresh match over the whole shape that,
 //! where legs overlap, prefers the leg whose direction agrees with the heading.
 
 use busflow_core::geometry::LocalFrame;
@@ -21,6 +21,10 @@ pub(crate) const MAX_TRACKS: usize = 6;
 const SCORE_ALPHA: f32 = 0.35;
 /// Extra misfit for a leg heading the opposite way, metres.
 const HEADING_PENALTY_M: f64 = 40.0;
+/// A lost track may be found ahead beyond its window by at most this many times the straight
+/// distance the vehicle moved since its last fix: roads wind, but a fix that moved 60 m has not
+/// driven the kilometre to where a loop shape comes back near its start.
+const SKIP_PER_MOVED: f64 = 3.0;
 /// Fits within this many metres are equally good; on a shared road (an out-and-back) both legs
 /// fit alike and something else must choose.
 const TIE_M: f64 = 1.0;
@@ -51,6 +55,8 @@ pub(crate) struct Fix {
     pub reach_m: f64,
     /// How far it has likely moved along the shape since (its speed), metres.
     pub advance_m: f64,
+    /// Straight-line distance from the vehicle's last fix, metres.
+    pub moved_m: f64,
     /// How far it may appear to go backwards (GPS noise), metres.
     pub back_m: f64,
     pub max_off_m: f64,
@@ -172,11 +178,13 @@ pub(crate) fn scan(
 /// Matches a fix on `shape` (whose geometry is `line`), following `prev` when the vehicle was
 /// already tracked on it.
 ///
-/// A track that no longer fits asks `rescan` for a position on its shape at or beyond the given
-/// distance (`None`: anywhere on it); `rescan` returns `None` when the shape is nowhere near.
-/// The `reported` track (the shape the vehicle was last reported on) only searches ahead, so
-/// its `dist_along_m` never goes back unless `fix.restart`; an alternative may go anywhere, as
-/// it is how a vehicle driving a shape backwards is seen to be on the other direction.
+/// A track that no longer fits asks `rescan` for a fresh position anywhere on its shape
+/// (`None`: the shape is nowhere near). The `reported` track (the shape the vehicle was last
+/// reported on) never goes back: it looks further ahead only as far as the fix itself moved
+/// (`SKIP_PER_MOVED`; its window, bounded by time, misses a vehicle whose GPS froze while it
+/// drove on), and anywhere only once `fix.restart` says it has been off route long enough to be
+/// on a new run; else it holds its distance. An alternative rescans at once: that is how a
+/// vehicle driving a shape backwards is seen to be on the other direction.
 /// `seed` is a projection already known for a new candidate (from the spatial index), used
 /// instead of a fresh scan.
 pub(crate) fn follow(
@@ -186,7 +194,7 @@ pub(crate) fn follow(
     reported: bool,
     seed: Option<Projection>,
     fix: &Fix,
-    rescan: &mut dyn FnMut(ShapeIdx, Option<f64>) -> Option<(Projection, f64)>,
+    rescan: &mut dyn FnMut(ShapeIdx) -> Option<(Projection, f64)>,
 ) -> Matched {
     let Some(prev) = prev else {
         let (p, cost) = match seed {
@@ -203,31 +211,29 @@ pub(crate) fn follow(
     // Progress never goes backwards: noise around a stationary bus must not move it back.
     let mut floor = prev.dist_m;
     if p.off_m > fix.max_off_m {
-        // Lost the thread: the vehicle skipped ahead beyond the window, began a new run, or is
-        // not on this shape's direction. A fresh match wins only when it is clearly better.
+        // A fresh match wins only when it is clearly better.
         let clearly_better =
             |g: &Projection| g.off_m <= fix.max_off_m && g.off_m + fix.back_m < p.off_m;
-        let ahead = if reported {
-            rescan(shape, Some(prev.dist_m))
-                .filter(|(g, _)| g.dist_along_m >= from && clearly_better(g))
-        } else {
-            None
-        };
+        let skip_to = prev.dist_m + SKIP_PER_MOVED * fix.moved_m + 2.0 * fix.back_m;
+        let ahead = (reported && skip_to > prev.dist_m + fix.reach_m)
+            .then(|| scan(line, fix, from, skip_to, Some(expect)))
+            .filter(|(g, _)| clearly_better(g));
         let found = match ahead {
             Some(g) => Some(g),
             None if fix.restart || !reported => {
                 floor = 0.0;
-                rescan(shape, None).filter(|(g, _)| clearly_better(g))
+                rescan(shape).filter(|(g, _)| clearly_better(g))
             }
             None => None,
         };
-        if let Some((g, cost)) = found {
-            // The heading penalty stays in the score, so a reversed leg does not win by
-            // re-seeding itself.
-            p = g;
-            misfit = if cost.is_finite() { cost } else { g.off_m };
-        } else {
-            floor = prev.dist_m;
+        match found {
+            Some((g, cost)) => {
+                // The heading penalty stays in the score, so a reversed leg does not win by
+                // re-seeding itself.
+                p = g;
+                misfit = if cost.is_finite() { cost } else { g.off_m };
+            }
+            None => floor = prev.dist_m,
         }
     }
     let dist = if p.off_m <= fix.max_off_m { p.dist_along_m.max(floor) } else { prev.dist_m };
@@ -274,6 +280,7 @@ mod tests {
             heading,
             reach_m: 40.0 * 3.0 + 50.0,
             advance_m,
+            moved_m: 30.0,
             back_m: 25.0,
             max_off_m: 60.0,
             restart: false,
@@ -284,8 +291,8 @@ mod tests {
         Track { shape: 0, dist_m, score: 2.0 }
     }
 
-    fn no_rescan(_: ShapeIdx, _: Option<f64>) -> Option<(Projection, f64)> {
-        panic!("the window should have held the vehicle")
+    fn no_rescan(_: ShapeIdx) -> Option<(Projection, f64)> {
+        panic!("the reported track must not look for the vehicle elsewhere")
     }
 
     fn dist(line: &Polyline, prev: f64, f: &Fix) -> f64 {
@@ -343,30 +350,32 @@ mod tests {
     }
 
     #[test]
-    fn a_lost_track_never_goes_back_on_its_shape() {
+    fn a_lost_reported_track_holds_its_distance() {
         let line = turnaround(1000.0, 0.0);
         // Wrongly ahead on the way back (1200 m) while the bus is still at 900 m on the way
-        // out: the window finds nothing and the full shape would put it behind.
+        // out: the window finds nothing and the whole shape would put it behind.
         let f = fix(&line, 900.0, 0.0, Some(90.0), 9.0);
-        let mut asked = Vec::new();
-        let mut rescan = |_: ShapeIdx, after: Option<f64>| {
-            asked.push(after);
-            Some(match after {
-                Some(a) => scan(&line, &f, a - f.back_m, f64::INFINITY, after),
-                None => fresh(&line, &f),
-            })
-        };
-        let m = follow(&line, 0, Some(&track(1200.0)), true, None, &f, &mut rescan);
-        assert_eq!(asked, [Some(1200.0)]);
-        assert!(m.track.dist_m >= 1200.0, "{m:?}");
+        let m = follow(&line, 0, Some(&track(1200.0)), true, None, &f, &mut no_rescan);
+        assert_eq!(m.track.dist_m, 1200.0);
         assert!(m.projection.off_m > f.max_off_m, "{m:?}");
-        // Off route long enough, it is a new run of the shape and may start again behind.
+        // A multipath fix on the shape far beyond where the bus could have driven is no jump.
+        let m = follow(&line, 0, Some(&track(100.0)), true, None, &f, &mut no_rescan);
+        assert_eq!(m.track.dist_m, 100.0);
+        // After a frozen GPS the vehicle is found as far ahead as the fix moved, no farther.
+        let frozen = Fix { moved_m: 300.0, ..fix(&line, 650.0, 5.0, Some(90.0), 9.0) };
+        let m = follow(&line, 0, Some(&track(400.0)), true, None, &frozen, &mut no_rescan);
+        assert!((m.track.dist_m - 650.0).abs() < 1.0, "{m:?}");
+        let frozen = Fix { moved_m: 20.0, ..frozen };
+        let m = follow(&line, 0, Some(&track(400.0)), true, None, &frozen, &mut no_rescan);
+        assert_eq!(m.track.dist_m, 400.0);
+        // An alternative track is no report: it goes wherever the vehicle is.
+        let mut whole = |_: ShapeIdx| Some(fresh(&line, &f));
+        let m = follow(&line, 0, Some(&track(1200.0)), false, None, &f, &mut whole);
+        assert!((m.track.dist_m - 900.0).abs() < 1.0, "{m:?}");
+        // Off route long enough, the reported track is on a new run and may start behind.
         let f = Fix { restart: true, ..f };
-        let mut rescan = |_: ShapeIdx, after: Option<f64>| match after {
-            Some(a) => Some(scan(&line, &f, a - f.back_m, f64::INFINITY, after)),
-            None => Some(fresh(&line, &f)),
-        };
-        let m = follow(&line, 0, Some(&track(1200.0)), true, None, &f, &mut rescan);
+        let mut whole = |_: ShapeIdx| Some(fresh(&line, &f));
+        let m = follow(&line, 0, Some(&track(1200.0)), true, None, &f, &mut whole);
         assert!((m.track.dist_m - 900.0).abs() < 1.0, "{m:?}");
     }
 
