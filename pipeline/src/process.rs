@@ -575,15 +575,17 @@ impl Processor {
         // chosen track pays for a full scan (leg choice), the others take the nearest point.
         let primary = st.tracks().first().map(|t| t.shape);
         let single = shapes.len() == 1;
-        let mut rescan = |shape: ShapeIdx| -> Option<(Projection, f64)> {
+        // `from`: how far along the shape the search starts.
+        let mut rescan = |shape: ShapeIdx, from: f64| -> Option<(Projection, f64)> {
             let near = near.get_or_insert_with(|| net.shapes_near(fix.lat, fix.lon, fix.max_off_m));
             let hit = near.iter().find(|n| n.shape == shape)?;
             let line = &net.shape(shape).line;
             if single || primary == Some(shape) {
-                Some(scan(line, fix, 0.0, f64::INFINITY, None))
+                Some(scan(line, fix, from, f64::INFINITY, None))
             } else {
                 let p = hit.projection;
-                Some((p, p.off_m + heading_penalty(line, p.segment, fix)))
+                (p.dist_along_m >= from)
+                    .then(|| (p, p.off_m + heading_penalty(line, p.segment, fix)))
             }
         };
         let mut out: Vec<Matched> = shapes

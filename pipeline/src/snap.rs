@@ -204,13 +204,16 @@ pub(crate) fn scan(
 /// Matches a fix on `shape` (whose geometry is `line`), following `prev` when the vehicle was
 /// already tracked on it.
 ///
-/// A track that no longer fits asks `rescan` for a fresh position anywhere on its shape
-/// (`None`: the shape is nowhere near). The `reported` track (the shape the vehicle was last
-/// reported on) never goes back: it looks further ahead only as far as the fix itself moved
-/// (`SKIP_PER_MOVED`; its window, bounded by time, misses a vehicle whose GPS froze while it
-/// drove on), and anywhere only once `fix.restart` says it has been off route long enough to be
-/// on a new run; else it holds its distance. An alternative rescans at once: that is how a
-/// vehicle driving a shape backwards is seen to be on the other direction.
+/// A track that no longer fits asks `rescan` for a fresh position on its shape at or beyond the
+/// given distance (`None`: the shape is nowhere near). The `reported` track (the shape the
+/// vehicle was last reported on) never goes back. Beyond its window it looks as far ahead as
+/// the fix itself moved (`SKIP_PER_MOVED`: a GPS that froze while the bus drove on); over the
+/// rest of the shape only when its smoothed misfit was already high (it has been
+/// losing the vehicle for several fixes: it was put on a nearby leg of the same shape), not
+/// for one outlier after a good fit; behind it only once `fix.restart` says the vehicle has
+/// been off route long enough to be on a new run. Else it holds its distance. An alternative
+/// rescans the whole shape at once: that is how a vehicle driving a shape backwards is seen to
+/// be on the other direction.
 /// `seed` is a projection already known for a new candidate (from the spatial index), used
 /// instead of a fresh scan.
 pub(crate) fn follow(
@@ -220,7 +223,7 @@ pub(crate) fn follow(
     reported: bool,
     seed: Option<Projection>,
     fix: &Fix,
-    rescan: &mut dyn FnMut(ShapeIdx) -> Option<(Projection, f64)>,
+    rescan: &mut dyn FnMut(ShapeIdx, f64) -> Option<(Projection, f64)>,
 ) -> Matched {
     let Some(prev) = prev else {
         let (p, cost) = match seed {
@@ -241,14 +244,23 @@ pub(crate) fn follow(
         let clearly_better =
             |g: &Projection| g.off_m <= fix.max_off_m && g.off_m + fix.back_m < p.off_m;
         let skip_to = prev.dist_m + SKIP_PER_MOVED * fix.moved_m + 2.0 * fix.back_m;
-        let ahead = (reported && skip_to > prev.dist_m + fix.reach_m)
+        let skipped = (reported && skip_to > prev.dist_m + fix.reach_m)
             .then(|| scan(line, fix, from, skip_to, Some(expect)))
             .filter(|(g, _)| clearly_better(g));
+        // Half the noise allowance: above what the noise alone averages to on the right leg,
+        // below what a track reaches as the bus pulls away from it at speed.
+        let drifting = reported && f64::from(prev.score) > fix.back_m / 2.0;
+        let ahead = skipped.or_else(|| {
+            drifting
+                .then(|| rescan(shape, from))
+                .flatten()
+                .filter(|(g, _)| g.dist_along_m >= from && clearly_better(g))
+        });
         let found = match ahead {
             Some(g) => Some(g),
             None if fix.restart || !reported => {
                 floor = 0.0;
-                rescan(shape).filter(|(g, _)| clearly_better(g))
+                rescan(shape, 0.0).filter(|(g, _)| clearly_better(g))
             }
             None => None,
         };
@@ -317,7 +329,7 @@ mod tests {
         Track { shape: 0, dist_m, score: 2.0 }
     }
 
-    fn no_rescan(_: ShapeIdx) -> Option<(Projection, f64)> {
+    fn no_rescan(_: ShapeIdx, _: f64) -> Option<(Projection, f64)> {
         panic!("the reported track must not look for the vehicle elsewhere")
     }
 
@@ -394,13 +406,31 @@ mod tests {
         let frozen = Fix { moved_m: 20.0, ..frozen };
         let m = follow(&line, 0, Some(&track(400.0)), true, None, &frozen, &mut no_rescan);
         assert_eq!(m.track.dist_m, 400.0);
+        // A track that has been drifting off the vehicle (smoothed misfit above the noise) was
+        // put on the wrong leg: it may jump ahead to the right one, never back.
+        let drifting = Track { score: 40.0, ..track(400.0) };
+        let mut whole =
+            |_: ShapeIdx, from: f64| Some(scan(&line, &frozen, from, f64::INFINITY, None));
+        let m = follow(&line, 0, Some(&drifting), true, None, &frozen, &mut whole);
+        assert!((m.track.dist_m - 650.0).abs() < 1.0, "{m:?}");
+        let mut whole = |_: ShapeIdx, from: f64| Some(scan(&line, &f, from, f64::INFINITY, None));
+        let m = follow(
+            &line,
+            0,
+            Some(&Track { score: 40.0, ..track(1200.0) }),
+            true,
+            None,
+            &f,
+            &mut whole,
+        );
+        assert_eq!(m.track.dist_m, 1200.0);
         // An alternative track is no report: it goes wherever the vehicle is.
-        let mut whole = |_: ShapeIdx| Some(fresh(&line, &f));
+        let mut whole = |_: ShapeIdx, from: f64| Some(scan(&line, &f, from, f64::INFINITY, None));
         let m = follow(&line, 0, Some(&track(1200.0)), false, None, &f, &mut whole);
         assert!((m.track.dist_m - 900.0).abs() < 1.0, "{m:?}");
         // Off route long enough, the reported track is on a new run and may start behind.
         let f = Fix { restart: true, ..f };
-        let mut whole = |_: ShapeIdx| Some(fresh(&line, &f));
+        let mut whole = |_: ShapeIdx, from: f64| Some(scan(&line, &f, from, f64::INFINITY, None));
         let m = follow(&line, 0, Some(&track(1200.0)), true, None, &f, &mut whole);
         assert!((m.track.dist_m - 900.0).abs() < 1.0, "{m:?}");
     }
