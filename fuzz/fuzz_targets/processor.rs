@@ -54,8 +54,9 @@ fuzz_target!(|data: &[u8]| {
         }
         now += 1000;
     }
-    // Past the state TTL every vehicle is gone, whatever happened before.
-    let later = now + cfg.state_ttl.as_millis() as i64 + 1;
+    // Past the state TTL every vehicle is gone, whatever happened before. The TTL counts from
+    // the last fix's own ts, which may be up to max_future ahead of the clock.
+    let later = now + (cfg.max_future + cfg.state_ttl).as_millis() as i64 + 1;
     proc.evict(later);
     restored.evict(later);
     assert_eq!(proc.vehicles() + restored.vehicles(), 0, "state survived its TTL");
