@@ -281,7 +281,7 @@ slow_clients() {
   local base=http://127.0.0.1:$gw_port
   wait_ready "$base/readyz" 60
   "$CARGO_TARGET_DIR/release/bench-feed" --brokers "$brokers" --topic "$tag.positions" --rate 2000 \
-    --vehicles 2000 --seconds 110 > "$out/slow-feed.log" 2>&1 &
+    --vehicles 2000 --seconds 160 > "$out/slow-feed.log" 2>&1 &
   local feed=$!; pids+=("$feed")
   sleep 8
   local load_args=(load --gateway "127.0.0.1:$gw_port" --clients "$clients" --transport sse
@@ -338,7 +338,7 @@ if problems:
     print("problems:", "; ".join(problems)); sys.exit(1)
 PY
   kill -TERM "$gw"; wait "$gw" || true
-  kill -TERM "$feed" 2>/dev/null; wait "$feed" || true
+  kill -TERM "$feed" 2>/dev/null || true; wait "$feed" || true
   pids=()
   scripts/dev-broker.sh stop --state-dir "$broker_dir" > /dev/null; broker_dir=
   say "slow-clients: PASS"

@@ -233,14 +233,32 @@ impl Network {
                 detail: "no such file or directory".into(),
             });
         }
-        let gtfs = gtfs_structures::GtfsReader::default()
-            .read_stop_times(true)
-            .read_shapes(true)
-            .read_from_path(path)
-            .map_err(|e| Error::Gtfs {
+        // gtfs-structures panics on some malformed values (a non-ASCII `route_color` slices a
+        // string off a character boundary; found by fuzzing): a bad feed must be an error that
+        // names the file, not an abort of whatever process loads it.
+        let read = std::panic::catch_unwind(|| {
+            gtfs_structures::GtfsReader::default()
+                .read_stop_times(true)
+                .read_shapes(true)
+                .read_from_path(path)
+        });
+        let gtfs = match read {
+            Ok(r) => r.map_err(|e| Error::Gtfs {
                 path: path.to_path_buf(),
                 detail: describe_gtfs_error(&e),
-            })?;
+            })?,
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("no message");
+                return Err(Error::Gtfs {
+                    path: path.to_path_buf(),
+                    detail: format!("the GTFS reader failed on a malformed value: {why}"),
+                });
+            }
+        };
         build(path, gtfs)
     }
 

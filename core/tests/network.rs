@@ -178,3 +178,16 @@ fn garbage_zip_is_an_error_not_a_panic() {
     let err = Network::load(&p).unwrap_err().to_string();
     assert!(err.contains("feed.zip"), "{err}");
 }
+
+/// Found by fuzzing: gtfs-structures panics on a colour that is not ASCII hex (it slices the
+/// string by bytes); the loader must turn that into an error naming the feed.
+#[test]
+fn non_ascii_route_colour_is_an_error_not_a_panic() {
+    let dir = unpacked();
+    let path = dir.path().join("routes.txt");
+    let text = std::fs::read_to_string(&path).unwrap().replacen("7BC142", "7\u{e9}ABC", 1);
+    std::fs::write(&path, text).unwrap();
+    let err = Network::load(dir.path()).unwrap_err().to_string();
+    assert!(err.contains(&dir.path().display().to_string()), "{err}");
+    assert!(err.contains("malformed"), "{err}");
+}
