@@ -127,6 +127,9 @@ fn check(r: &Results, sim_floor: f64, pipe_floor: f64) -> Result<()> {
 
 /// `to` relative to `from` when `to` lies under it; else `to` as given.
 fn relative(to: &Path, from: &Path) -> String {
+    // The parent of a bare `BENCHMARKS.md` is the empty path, which `absolute` refuses; the
+    // report then linked the plots by the absolute path of the clone it ran in.
+    let from = if from.as_os_str().is_empty() { Path::new(".") } else { from };
     let to_abs = std::path::absolute(to).unwrap_or_else(|_| to.to_path_buf());
     let from_abs = std::path::absolute(from).unwrap_or_else(|_| from.to_path_buf());
     to_abs.strip_prefix(&from_abs).unwrap_or(to).display().to_string()
@@ -588,4 +591,16 @@ fn plot(r: &Results, dir: &Path) -> Result<Vec<(&'static str, &'static str)>> {
         }
     }
     Ok(made)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plots_are_linked_relative_to_the_report() {
+        let out = Path::new("BENCHMARKS.md");
+        assert_eq!(relative(Path::new("bench/plots"), out.parent().unwrap()), "bench/plots");
+        assert_eq!(relative(Path::new("/tmp/o/plots"), Path::new("/tmp/o")), "plots");
+    }
 }
