@@ -22,6 +22,7 @@
 pub mod contract;
 pub mod duration;
 pub mod geometry;
+mod gtfs_check;
 pub mod h3;
 pub mod network;
 

@@ -233,9 +233,12 @@ impl Network {
                 detail: "no such file or directory".into(),
             });
         }
-        // gtfs-structures panics on some malformed values (a non-ASCII `route_color` slices a
-        // string off a character boundary; found by fuzzing): a bad feed must be an error that
-        // names the file, not an abort of whatever process loads it.
+        // gtfs-structures 0.52 panics on or misreads some malformed values (a non-ASCII
+        // `route_color` is sliced off a character boundary; an hour count like 12714106
+        // overflows u32; both found by fuzzing): refuse those first, naming file and line.
+        crate::gtfs_check::check_feed(path)?;
+        // The second line of defence: a panic the check does not foresee must still be an
+        // error that names the feed, not an abort of whatever process loads it.
         let read = std::panic::catch_unwind(|| {
             gtfs_structures::GtfsReader::default()
                 .read_stop_times(true)
@@ -909,5 +912,25 @@ mod tests {
         .unwrap();
         assert_eq!(t, vec![(100, 100), (200, 200), (500, 500)]);
         assert!(fill_times(&[(0, None, None), (1, None, None)], &on).is_none());
+    }
+
+    /// `load` refuses what gtfs-structures would panic on or misread before it reads the feed,
+    /// naming the feed, the file and the line (the fuzz findings, docs/fuzzing.md 3 and 4).
+    #[test]
+    fn load_refuses_values_gtfs_structures_mishandles() {
+        use crate::gtfs_check::tests::bundled_dir_with;
+        // The first call of the bundled feed (05:50:00, line 2), with an hour count whose
+        // seconds overflow u32.
+        let dir =
+            bundled_dir_with("stop_times.txt", |t| t.replacen(",05:50:00,", ",12714106:35:00,", 1));
+        let err = Network::load(dir.path()).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains(&dir.path().display().to_string()), "{err}");
+        assert!(
+            err.contains("stop_times.txt line 2: malformed arrival_time \"12714106:35:00\""),
+            "{err}"
+        );
+        let dir = bundled_dir_with("routes.txt", |t| t.replacen("7BC142", "7B\u{feff}2", 1));
+        let err = Network::load(dir.path()).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("routes.txt line 2: malformed route_color"), "{err}");
     }
 }
