@@ -233,6 +233,7 @@ pub fn run(
         took_ms = started.elapsed().as_millis() as u64,
         "recovered state from the output topics"
     );
+    let recovery_committed = recovery.committed.clone();
     let shared = Arc::new(Shared {
         cfg,
         network,
@@ -243,7 +244,17 @@ pub fn run(
         raw_partitions,
         report: Mutex::new(Report::default()),
         errors: Mutex::new(Vec::new()),
+        // Until a worker reads, a partition's position is its committed offset.
+        read_to: Mutex::new(recovery_committed),
+        workers_done: std::sync::atomic::AtomicBool::new(false),
     });
+    let lag = {
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name("busflow-lag".into())
+            .spawn(move || lag_monitor(&shared))
+            .map_err(|e| Error::Timely(format!("starting the lag monitor thread: {e}")))?
+    };
     let worker_shared = shared.clone();
     let guards = timely::execute(timely_cfg, move |worker| {
         if let Err(e) = run_worker(worker, &worker_shared) {
@@ -255,9 +266,12 @@ pub fn run(
         }
     })
     .map_err(Error::Timely)?;
-    for r in guards.join() {
-        r.map_err(Error::Timely)?;
+    let joined: Result<Vec<()>, String> = guards.join().into_iter().collect();
+    shared.workers_done.store(true, std::sync::atomic::Ordering::Relaxed);
+    if lag.join().is_err() {
+        tracing::warn!("the lag monitor thread panicked");
     }
+    joined.map_err(Error::Timely)?;
     if let Some(e) = shared.errors.lock().ok().and_then(|e| e.first().cloned()) {
         return Err(Error::Timely(e));
     }
@@ -275,6 +289,51 @@ struct Shared {
     raw_partitions: i32,
     report: Mutex<Report>,
     errors: Mutex<Vec<String>>,
+    /// Per raw partition, the next offset its worker will read (for the lag gauge).
+    read_to: Mutex<HashMap<i32, i64>>,
+    /// Set once every worker has returned, to stop the lag monitor.
+    workers_done: std::sync::atomic::AtomicBool,
+}
+
+/// Sets the consumer lag gauges every few seconds from the workers' read positions. A thread of
+/// its own because fetching watermarks is a broker round trip per partition: done in a worker's
+/// loop it paused that worker's reading and processing every time (up to its timeout per
+/// partition while the broker is slow or down).
+fn lag_monitor(shared: &Shared) {
+    let consumer: BaseConsumer = match shared.kafka.client_config().create() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("no consumer lag metrics: creating a client failed: {e}");
+            return;
+        }
+    };
+    let mut last = Instant::now();
+    let done = || {
+        shared.shutdown.is_cancelled()
+            || shared.workers_done.load(std::sync::atomic::Ordering::Relaxed)
+    };
+    while !done() {
+        std::thread::sleep(Duration::from_millis(100));
+        if last.elapsed() < Duration::from_secs(5) {
+            continue;
+        }
+        last = Instant::now();
+        let positions: Vec<(i32, i64)> = match shared.read_to.lock() {
+            Ok(m) => m.iter().map(|(p, o)| (*p, *o)).collect(),
+            Err(_) => return,
+        };
+        for (p, pos) in positions {
+            if done() {
+                return;
+            }
+            if let Ok((_, high)) =
+                consumer.fetch_watermarks(&shared.topics.raw, p, Duration::from_secs(1))
+            {
+                metrics::gauge!("busflow_pipeline_consumer_lag", "partition" => p.to_string())
+                    .set((high - pos).max(0) as f64);
+            }
+        }
+    }
 }
 
 fn producer(kafka: &KafkaConfig, ctx: SinkContext) -> Result<ThreadedProducer<SinkContext>, Error> {
@@ -486,15 +545,13 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Arc<Shared>) -> Resu
         worker.step();
         commit_done(&consumer, &topics.raw, &probe, &mut epochs, CommitMode::Async);
         stuck.check(index, &probe, &epochs);
-        if last_lag.elapsed() > Duration::from_secs(5) {
+        if last_lag.elapsed() > Duration::from_secs(1) {
             last_lag = Instant::now();
-            for &p in &mine {
-                if let (Ok((_, high)), Some(pos)) = (
-                    consumer.fetch_watermarks(&topics.raw, p, Duration::from_millis(200)),
-                    epochs.read_to(p),
-                ) {
-                    metrics::gauge!("busflow_pipeline_consumer_lag", "partition" => p.to_string())
-                        .set((high - pos).max(0) as f64);
+            if let Ok(mut shared_pos) = shared.read_to.lock() {
+                for &p in &mine {
+                    if let Some(pos) = epochs.read_to(p) {
+                        shared_pos.insert(p, pos);
+                    }
                 }
             }
         }
