@@ -175,8 +175,20 @@ impl Polyline {
 
     /// Projects onto segment `i` only (used by spatial-index candidates).
     pub fn project_segment(&self, lat: f64, lon: f64, i: usize) -> Projection {
+        self.project_segment_in(&LocalFrame::new(lat, lon), lat, lon, i)
+    }
+
+    /// [`Polyline::project_segment`] in a frame already centred on the point: a spatial query
+    /// projects one point onto many segments, and the frame's cosine was most of their cost.
+    pub fn project_segment_in(
+        &self,
+        frame: &LocalFrame,
+        lat: f64,
+        lon: f64,
+        i: usize,
+    ) -> Projection {
         let i = i.min(self.len() - 2);
-        self.project_segments(lat, lon, i, i + 1, 0.0, self.length_m())
+        self.project_segments_in(frame, lat, lon, i, i + 1, 0.0, self.length_m())
     }
 
     /// Closest point over segments `first..last` (vertex indices), clamped to `[from, to]` metres.
@@ -189,7 +201,22 @@ impl Polyline {
         from: f64,
         to: f64,
     ) -> Projection {
-        let frame = LocalFrame::new(lat, lon);
+        self.project_segments_in(&LocalFrame::new(lat, lon), lat, lon, first, last, from, to)
+    }
+
+    /// `frame` must be centred on (`lat`, `lon`).
+    #[allow(clippy::too_many_arguments)]
+    fn project_segments_in(
+        &self,
+        frame: &LocalFrame,
+        lat: f64,
+        lon: f64,
+        first: usize,
+        last: usize,
+        from: f64,
+        to: f64,
+    ) -> Projection {
+        debug_assert!(frame.lat0 == lat && frame.lon0 == lon);
         let mut best = Projection {
             dist_along_m: from,
             off_m: f64::INFINITY,

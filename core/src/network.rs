@@ -333,12 +333,14 @@ impl Network {
 
     /// Shapes with a segment within `radius_m` of the point, closest first, one entry per shape.
     pub fn shapes_near(&self, lat: f64, lon: f64, radius_m: f64) -> Vec<NearShape> {
-        let (dlat, dlon) = LocalFrame::new(lat, lon).degrees_for(radius_m);
+        let frame = LocalFrame::new(lat, lon);
+        let (dlat, dlon) = frame.degrees_for(radius_m);
         let env = AABB::from_corners([lon - dlon, lat - dlat], [lon + dlon, lat + dlat]);
         let mut best: Vec<NearShape> = Vec::new();
         for entry in self.segments.locate_in_envelope_intersecting(&env) {
             let (shape, seg) = entry.data;
-            let p = self.shapes[shape as usize].line.project_segment(lat, lon, seg as usize);
+            let line = &self.shapes[shape as usize].line;
+            let p = line.project_segment_in(&frame, lat, lon, seg as usize);
             if p.off_m > radius_m {
                 continue;
             }
