@@ -337,6 +337,10 @@ impl Network {
         let (dlat, dlon) = frame.degrees_for(radius_m);
         let env = AABB::from_corners([lon - dlon, lat - dlat], [lon + dlon, lat + dlat]);
         let mut best: Vec<NearShape> = Vec::new();
+        // Where each shape's entry is in `best`: in the city centre dozens of shapes share a
+        // street and a query meets hundreds of their segments, so finding a hit's shape by
+        // scanning `best` (or sorting the hits) was most of this function's cost.
+        let mut slot: Vec<u32> = vec![u32::MAX; self.shapes.len()];
         for entry in self.segments.locate_in_envelope_intersecting(&env) {
             let (shape, seg) = entry.data;
             let line = &self.shapes[shape as usize].line;
@@ -344,13 +348,26 @@ impl Network {
             if p.off_m > radius_m {
                 continue;
             }
-            match best.iter_mut().find(|n| n.shape == shape) {
-                Some(n) if n.projection.off_m <= p.off_m => {}
-                Some(n) => n.projection = p,
-                None => best.push(NearShape { shape, projection: p }),
+            let Some(k) = slot.get_mut(shape as usize) else { continue };
+            match best.get_mut(*k as usize) {
+                Some(n) => {
+                    // The closer segment; of two as close (a shared vertex), the earlier one,
+                    // so the answer does not depend on the index's traversal order.
+                    let q = &n.projection;
+                    if (p.off_m, p.segment) < (q.off_m, q.segment) {
+                        n.projection = p;
+                    }
+                }
+                None => {
+                    *k = best.len() as u32;
+                    best.push(NearShape { shape, projection: p });
+                }
             }
         }
-        best.sort_by(|a, b| a.projection.off_m.total_cmp(&b.projection.off_m));
+        // Ties broken by shape, for the same reason.
+        best.sort_unstable_by(|a, b| {
+            a.projection.off_m.total_cmp(&b.projection.off_m).then(a.shape.cmp(&b.shape))
+        });
         best
     }
 
