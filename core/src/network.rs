@@ -194,6 +194,9 @@ pub struct Network {
     pub source: PathBuf,
     /// Agency name(s), for attribution.
     pub agency: String,
+    /// The IANA time zone the schedule's times are in (the first agency's `agency_timezone`;
+    /// GTFS requires every agency of a feed to share it), e.g. `Australia/Brisbane`.
+    pub timezone: String,
     /// Routes.
     pub routes: Vec<Route>,
     /// Shapes.
@@ -757,7 +760,9 @@ fn build(path: &Path, gtfs: gtfs_structures::Gtfs) -> Result<Network, Error> {
     }
 
     let agency = gtfs.agencies.iter().map(|a| a.name.clone()).collect::<Vec<_>>().join(", ");
+    let timezone = gtfs.agencies.first().map(|a| a.timezone.trim().to_string()).unwrap_or_default();
     Ok(Network {
+        timezone,
         source: path.to_path_buf(),
         agency,
         routes,

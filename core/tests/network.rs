@@ -57,6 +57,8 @@ fn cairns_feed_has_expected_counts() {
     assert_eq!(r110.short_name, "110");
     assert_eq!(r110.color, "7BC142");
     assert!(net.agency.contains("TransLink"));
+    // The schedule's clock: simulated service follows Cairns' day, not the machine's.
+    assert_eq!(net.timezone, "Australia/Brisbane");
 }
 
 #[test]

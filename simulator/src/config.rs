@@ -19,9 +19,9 @@ pub struct SimulatorConfig {
     pub hz: f64,
     /// Simulated seconds per wall second; `f64::INFINITY` runs as fast as the sink accepts.
     pub speedup: f64,
-    /// Simulated time of day to begin at; `None` is the current local time of day.
+    /// Simulated time of day to begin at; `None` is the time of day now in the feed's time zone.
     pub start: Option<NaiveTime>,
-    /// Service date to simulate; `None` is today (local). An expired calendar runs on its
+    /// Service date to simulate; `None` is today in the feed's time zone. An expired calendar runs on its
     /// weekday patterns.
     pub date: Option<NaiveDate>,
     /// Seed for every random choice: the same seed gives the same records (per vehicle) and

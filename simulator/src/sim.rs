@@ -60,8 +60,8 @@ impl Simulation {
         anchor_ms: i64,
     ) -> Result<Simulation, Error> {
         config.validate()?;
-        let local = chrono::Local::now();
-        let day0: NaiveDate = config.date.unwrap_or_else(|| local.date_naive());
+        let local = schedule_now(&network);
+        let day0: NaiveDate = config.date.unwrap_or_else(|| local.date());
         let start: NaiveTime = config.start.unwrap_or_else(|| local.time());
         let t0 = f64::from(start.num_seconds_from_midnight());
         let parts_n = match config.threads {
@@ -336,6 +336,22 @@ pub fn generate(
     Ok((out, sim.counts()))
 }
 
+/// Now on the schedule's clock: the feed's time zone, so `busflow simulate` with no `--start`
+/// runs the service a rider in that city sees now (a machine on UTC simulated Cairns at night
+/// during its day). A feed without a usable time zone falls back to the machine's.
+fn schedule_now(network: &Network) -> chrono::NaiveDateTime {
+    match network.timezone.parse::<chrono_tz::Tz>() {
+        Ok(tz) => chrono::Utc::now().with_timezone(&tz).naive_local(),
+        Err(_) => {
+            tracing::warn!(
+                timezone = %network.timezone,
+                "the feed names no known time zone (agency_timezone); simulating the machine's local time"
+            );
+            chrono::Local::now().naive_local()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,6 +360,19 @@ mod tests {
 
     fn network() -> Arc<Network> {
         Arc::new(Network::load(busflow_core::bundled_gtfs_path()).unwrap())
+    }
+
+    #[test]
+    fn the_default_clock_is_the_feeds_time_zone() {
+        let net = network();
+        // Brisbane keeps UTC+10 all year (no daylight saving), so the expectation is exact.
+        let expected = chrono::Utc::now().naive_utc() + chrono::Duration::hours(10);
+        let got = schedule_now(&net);
+        assert!((got - expected).num_seconds().abs() < 5, "{got} vs {expected}");
+        let mut other = Network::load(busflow_core::bundled_gtfs_path()).unwrap();
+        other.timezone = "Not/AZone".into();
+        let local = chrono::Local::now().naive_local();
+        assert!((schedule_now(&other) - local).num_seconds().abs() < 5);
     }
 
     fn config(threads: usize) -> SimulatorConfig {

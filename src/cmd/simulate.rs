@@ -58,10 +58,10 @@ pub struct FleetArgs {
     /// Timestamps then run ahead of wall time: relax the pipeline's --max-future to match.
     #[arg(long, env = "BUSFLOW_SIM_SPEEDUP", default_value = "1", value_parser = parse_speedup)]
     pub speedup: f64,
-    /// Simulated time of day to start at (HH:MM); default: the current local time.
+    /// Simulated time of day to start at (HH:MM); default: now in the feed's time zone.
     #[arg(long, env = "BUSFLOW_SIM_START", value_parser = parse_hhmm)]
     pub start: Option<NaiveTime>,
-    /// Service date to simulate (YYYY-MM-DD); default: today.
+    /// Service date to simulate (YYYY-MM-DD); default: today in the feed's time zone.
     #[arg(long, env = "BUSFLOW_SIM_DATE")]
     pub date: Option<NaiveDate>,
     /// Seed for every random choice; the same seed gives the same records.
