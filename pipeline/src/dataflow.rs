@@ -495,7 +495,10 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Arc<Shared>) -> Resu
     while !shared.shutdown.is_cancelled() {
         let mut read = 0;
         if epochs.may_read() {
-            let first_wait = if epochs.in_flight() == 0 {
+            // An idle single worker may wait in the consumer: new input wakes it. With peers,
+            // events exchanged from another worker wait for this loop to step, and nothing
+            // wakes a worker blocked in the consumer, so it waits only briefly.
+            let first_wait = if epochs.in_flight() == 0 && peers == 1 {
                 Duration::from_millis(10)
             } else {
                 Duration::from_millis(1)
