@@ -156,7 +156,7 @@ impl Polyline {
         let from = from_m.clamp(0.0, self.length_m());
         let to = to_m.clamp(from, self.length_m());
         let segments = self.segments_between(from, to);
-        self.project_segments(lat, lon, segments.start, segments.end, from, to)
+        self.project_segments(&LocalFrame::new(lat, lon), segments.start, segments.end, from, to)
     }
 
     /// Indices of the segments (segment `i` runs from vertex `i` to `i + 1`) that hold some part
@@ -170,53 +170,31 @@ impl Polyline {
 
     /// Projects a point onto the whole line.
     pub fn project(&self, lat: f64, lon: f64) -> Projection {
-        self.project_segments(lat, lon, 0, self.len() - 1, 0.0, self.length_m())
+        self.project_segments(&LocalFrame::new(lat, lon), 0, self.len() - 1, 0.0, self.length_m())
     }
 
     /// Projects onto segment `i` only (used by spatial-index candidates).
     pub fn project_segment(&self, lat: f64, lon: f64, i: usize) -> Projection {
-        self.project_segment_in(&LocalFrame::new(lat, lon), lat, lon, i)
+        self.project_segment_in(&LocalFrame::new(lat, lon), i)
     }
 
-    /// [`Polyline::project_segment`] in a frame already centred on the point: a spatial query
+    /// [`Polyline::project_segment`] of the point `frame` is centred on: a spatial query
     /// projects one point onto many segments, and the frame's cosine was most of their cost.
-    pub fn project_segment_in(
-        &self,
-        frame: &LocalFrame,
-        lat: f64,
-        lon: f64,
-        i: usize,
-    ) -> Projection {
+    pub fn project_segment_in(&self, frame: &LocalFrame, i: usize) -> Projection {
         let i = i.min(self.len() - 2);
-        self.project_segments_in(frame, lat, lon, i, i + 1, 0.0, self.length_m())
+        self.project_segments(frame, i, i + 1, 0.0, self.length_m())
     }
 
-    /// Closest point over segments `first..last` (vertex indices), clamped to `[from, to]` metres.
+    /// Closest point to the centre of `frame` over segments `first..last` (vertex indices),
+    /// clamped to `[from, to]` metres.
     fn project_segments(
         &self,
-        lat: f64,
-        lon: f64,
-        first: usize,
-        last: usize,
-        from: f64,
-        to: f64,
-    ) -> Projection {
-        self.project_segments_in(&LocalFrame::new(lat, lon), lat, lon, first, last, from, to)
-    }
-
-    /// `frame` must be centred on (`lat`, `lon`).
-    #[allow(clippy::too_many_arguments)]
-    fn project_segments_in(
-        &self,
         frame: &LocalFrame,
-        lat: f64,
-        lon: f64,
         first: usize,
         last: usize,
         from: f64,
         to: f64,
     ) -> Projection {
-        debug_assert!(frame.lat0 == lat && frame.lon0 == lon);
         let mut best = Projection {
             dist_along_m: from,
             off_m: f64::INFINITY,
@@ -271,6 +249,23 @@ mod tests {
     fn rejects_degenerate_lines() {
         assert!(Polyline::new([(1.0, 1.0), (1.0, 1.0)]).is_none());
         assert!(Polyline::new([]).is_none());
+    }
+
+    #[test]
+    fn projecting_in_a_shared_frame_matches_projecting_alone() {
+        let l = line();
+        let (lat, lon) = (-16.9195, 145.7801);
+        let frame = LocalFrame::new(lat, lon);
+        for i in 0..l.len() - 1 {
+            assert_eq!(l.project_segment_in(&frame, i), l.project_segment(lat, lon, i));
+        }
+        // The closer of the two segments is the one `project` picks.
+        let whole = l.project(lat, lon);
+        let best = (0..l.len() - 1)
+            .map(|i| l.project_segment_in(&frame, i))
+            .min_by(|a, b| a.off_m.total_cmp(&b.off_m))
+            .unwrap();
+        assert_eq!(whole, best);
     }
 
     #[test]

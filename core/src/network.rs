@@ -347,7 +347,7 @@ impl Network {
         for entry in self.segments.locate_in_envelope_intersecting(&env) {
             let (shape, seg) = entry.data;
             let line = &self.shapes[shape as usize].line;
-            let p = line.project_segment_in(&frame, lat, lon, seg as usize);
+            let p = line.project_segment_in(&frame, seg as usize);
             if p.off_m > radius_m {
                 continue;
             }
