@@ -113,70 +113,39 @@ impl LiveState {
     /// Applies one position seen at `seen_ms` (wall clock). Positions older (by device time)
     /// than the one held are ignored, so replaying overlapping history is harmless.
     pub fn apply_seen(&self, pos: VehiclePosition, seen_ms: i64) {
-        let started = Instant::now();
-        let new = Arc::new(pos);
+        self.apply_batch_seen(std::iter::once(pos), seen_ms);
+    }
+
+    /// Applies positions seen now, in order, under one lock, and wakes each client that got
+    /// something once, after the lock is released. The Kafka source hands over what the
+    /// consumer has already buffered, so batching adds no wait.
+    pub fn apply_batch(&self, positions: impl IntoIterator<Item = VehiclePosition>) {
+        self.apply_batch_seen(positions, now_ms());
+    }
+
+    fn apply_batch_seen(&self, positions: impl IntoIterator<Item = VehiclePosition>, seen_ms: i64) {
+        let now = Instant::now();
+        let mut wakes = Vec::new();
         let mut g = self.lock();
         let inner = &mut *g;
-        let old = match inner.store.upsert(new.clone(), seen_ms) {
-            Upsert::Ignored => return,
-            Upsert::Inserted => None,
-            Upsert::Replaced(old) => Some(old),
-        };
-        if inner.index.is_empty() {
-            return;
-        }
         let mut cands = std::mem::take(&mut inner.scratch);
-        cands.clear();
-        let (lat, lon) = display_point(&new);
-        inner.index.candidates(lat, lon, &mut cands);
-        if let Some(o) = &old {
-            let (olat, olon) = display_point(o);
-            inner.index.candidates(olat, olon, &mut cands);
-        }
-        cands.sort_unstable();
-        cands.dedup();
         let mut sent = 0u64;
-        let mut closed = Vec::new();
-        let shared = SharedUpdate::new(new.clone());
-        for id in &cands {
-            let Some(sub) = inner.index.get_mut(*id) else { continue };
-            let was = old.as_ref().is_some_and(|o| sub.filter.matches(o));
-            let is = sub.filter.matches(&new);
-            let client = &mut sub.data;
-            let event = if is {
-                if !was {
-                    client.visible += 1;
-                }
-                Outgoing::Update(shared.clone())
-            } else if was {
-                client.visible = client.visible.saturating_sub(1);
-                let reason = if sub.filter.in_view(&new) {
-                    RemoveReason::Filtered
-                } else {
-                    RemoveReason::LeftViewport
-                };
-                Outgoing::Remove { vehicle_id: new.vehicle_id.clone(), reason }
-            } else {
-                continue;
-            };
-            if !client.dense {
-                if note_push(client.queue.push(event)) {
-                    closed.push(*id);
-                }
-                sent += 1;
+        for pos in positions {
+            let started = Instant::now();
+            let n = fan_out(inner, pos, seen_ms, now, &mut cands, &mut wakes);
+            if n > 0 {
+                sent += n;
+                metrics::histogram!("busflow_gateway_fanout_seconds")
+                    .record(started.elapsed().as_secs_f64());
             }
-        }
-        // A closed client gets nothing more: stop matching it now rather than when its
-        // connection finally goes away.
-        for id in closed {
-            inner.index.remove(id);
         }
         inner.scratch = cands;
         drop(g);
+        for q in &wakes {
+            q.wake();
+        }
         if sent > 0 {
             metrics::counter!("busflow_gateway_events_queued_total").increment(sent);
-            metrics::histogram!("busflow_gateway_fanout_seconds")
-                .record(started.elapsed().as_secs_f64());
         }
     }
 
@@ -323,6 +292,80 @@ impl LiveState {
             sub.data.queue.close(code, message);
         }
     }
+}
+
+/// Stores one position and queues its events (without waking anyone: the clients to wake are
+/// appended to `wakes`). Returns the number of events queued.
+fn fan_out(
+    inner: &mut Inner,
+    pos: VehiclePosition,
+    seen_ms: i64,
+    now: Instant,
+    cands: &mut Vec<SubId>,
+    wakes: &mut Vec<Arc<ClientQueue>>,
+) -> u64 {
+    let new = Arc::new(pos);
+    let old = match inner.store.upsert(new.clone(), seen_ms) {
+        Upsert::Ignored => return 0,
+        Upsert::Inserted => None,
+        Upsert::Replaced(old) => Some(old),
+    };
+    if inner.index.is_empty() {
+        return 0;
+    }
+    cands.clear();
+    let (lat, lon) = display_point(&new);
+    inner.index.candidates(lat, lon, cands);
+    if let Some(o) = &old {
+        let (olat, olon) = display_point(o);
+        inner.index.candidates(olat, olon, cands);
+    }
+    cands.sort_unstable();
+    cands.dedup();
+    let mut sent = 0u64;
+    let mut closed = Vec::new();
+    // One shared update for every client: its JSON is encoded once, by the first connection
+    // that sends it.
+    let shared = SharedUpdate::new(new.clone());
+    for id in cands.iter() {
+        let Some(sub) = inner.index.get_mut(*id) else { continue };
+        let was = old.as_ref().is_some_and(|o| sub.filter.matches(o));
+        let is = sub.filter.matches(&new);
+        let client = &mut sub.data;
+        let event = if is {
+            if !was {
+                client.visible += 1;
+            }
+            Outgoing::Update(shared.clone())
+        } else if was {
+            client.visible = client.visible.saturating_sub(1);
+            let reason = if sub.filter.in_view(&new) {
+                RemoveReason::Filtered
+            } else {
+                RemoveReason::LeftViewport
+            };
+            Outgoing::Remove { vehicle_id: new.vehicle_id.clone(), reason }
+        } else {
+            continue;
+        };
+        if !client.dense {
+            let (pushed, wake) = client.queue.push_quiet(event, now);
+            if wake {
+                wakes.push(client.queue.clone());
+            }
+            // A client closed now was woken by the close (its final error event).
+            if note_push(pushed) {
+                closed.push(*id);
+            }
+            sent += 1;
+        }
+    }
+    // A closed client gets nothing more: stop matching it now rather than when its
+    // connection finally goes away.
+    for id in closed {
+        inner.index.remove(id);
+    }
+    sent
 }
 
 /// Counts what a push did; true when the client is closed.

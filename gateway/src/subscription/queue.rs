@@ -206,17 +206,33 @@ impl ClientQueue {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues an event without waiting.
+    /// Queues an event without waiting and wakes the connection.
     pub fn push(&self, item: Outgoing) -> Pushed {
         self.push_at(item, Instant::now())
     }
 
     /// [`ClientQueue::push`] with an explicit clock, for tests.
     pub fn push_at(&self, item: Outgoing, now: Instant) -> Pushed {
+        let (pushed, wake) = self.push_quiet(item, now);
+        if wake {
+            self.wake();
+        }
+        pushed
+    }
+
+    /// Queues an event without waking the connection; the caller calls [`ClientQueue::wake`]
+    /// when the second value is true (once per batch of pushes, after releasing its own locks).
+    ///
+    /// Only a push into an empty queue asks for a wake: a non-empty queue has already been
+    /// signalled (the permit is kept by [`Notify`] until the connection waits), and the
+    /// connection drains it before it waits again. Waking a tokio task from the consumer's
+    /// thread costs a queue lock and often a futex call, per client per update.
+    pub fn push_quiet(&self, item: Outgoing, now: Instant) -> (Pushed, bool) {
         let mut g = self.lock();
         if g.closed {
-            return Pushed::Closed;
+            return (Pushed::Closed, false);
         }
+        let was_empty = g.items.is_empty();
         g.items.push_back(item);
         let mut result = Pushed::Queued;
         if g.items.len() > self.limits.capacity {
@@ -230,7 +246,7 @@ impl ClientQueue {
                     self.limits.capacity * 3 / 4
                 );
                 self.close_locked(&mut g, "slow_consumer", msg);
-                return Pushed::ClosedNow;
+                return (Pushed::ClosedNow, false);
             }
         }
         if let Some(t) = g.behind_since
@@ -239,11 +255,14 @@ impl ClientQueue {
             let msg =
                 format!("client too slow: behind for more than {:?}", self.limits.slow_timeout);
             self.close_locked(&mut g, "slow_consumer", msg);
-            return Pushed::ClosedNow;
+            return (Pushed::ClosedNow, false);
         }
-        drop(g);
+        (result, was_empty)
+    }
+
+    /// Wakes the connection after [`ClientQueue::push_quiet`].
+    pub fn wake(&self) {
         self.notify.notify_one();
-        result
     }
 
     fn close_locked(&self, g: &mut Inner, code: &'static str, message: String) {
@@ -310,6 +329,13 @@ impl ClientQueue {
         if g.items.len() <= self.limits.capacity / 2 {
             g.behind_since = None;
         }
+        // A queue that once filled (a burst, a stall) would otherwise keep its peak capacity,
+        // up to `capacity` events of 48 bytes each (393 KB at the default 8192), for the life
+        // of the connection: give most of it back once it has drained.
+        if g.items.capacity() > SHRINK_ABOVE && g.items.len() < g.items.capacity() / 4 {
+            let keep = (g.items.len() * 2).max(MAX_BATCH);
+            g.items.shrink_to(keep);
+        }
         let more = !g.items.is_empty();
         Some((batch, more))
     }
@@ -317,6 +343,9 @@ impl ClientQueue {
 
 /// Most events handed to a connection at once.
 pub const MAX_BATCH: usize = 256;
+
+/// A drained queue holding more capacity than this (in events) gives the rest back.
+const SHRINK_ABOVE: usize = 4 * MAX_BATCH;
 
 /// Keeps only the last event per key, in place; events without a key stay.
 fn compact(items: &mut VecDeque<Outgoing>) {
@@ -401,6 +430,54 @@ mod tests {
             last = q.push(upd(&format!("v{i}"), 1));
         }
         assert_eq!(last, Pushed::ClosedNow);
+    }
+
+    #[test]
+    fn only_a_push_into_an_empty_queue_asks_for_a_wake() {
+        let q = ClientQueue::new(QueueLimits {
+            capacity: 10 * MAX_BATCH,
+            slow_timeout: Duration::from_secs(60),
+        });
+        let t0 = Instant::now();
+        assert_eq!(q.push_quiet(upd("a", 1), t0), (Pushed::Queued, true));
+        assert_eq!(q.push_quiet(upd("b", 1), t0), (Pushed::Queued, false));
+        assert_eq!(q.try_batch(false).map(|b| b.len()), Some(2));
+        assert_eq!(q.push_quiet(upd("a", 2), t0), (Pushed::Queued, true));
+    }
+
+    #[test]
+    fn a_quiet_push_is_seen_by_a_waiting_connection_after_wake() {
+        let q =
+            ClientQueue::new(QueueLimits { capacity: 64, slow_timeout: Duration::from_secs(60) });
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        rt.block_on(async {
+            let waiter = {
+                let q = q.clone();
+                tokio::spawn(async move { q.next_batch(false).await })
+            };
+            tokio::task::yield_now().await;
+            let (_, wake) = q.push_quiet(upd("a", 1), Instant::now());
+            assert!(wake);
+            q.wake();
+            let (batch, more) =
+                tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap();
+            assert_eq!((batch.len(), more), (1, false));
+        });
+    }
+
+    #[test]
+    fn a_drained_queue_gives_back_its_peak_capacity() {
+        let q = ClientQueue::new(QueueLimits {
+            capacity: 16 * MAX_BATCH,
+            slow_timeout: Duration::from_secs(60),
+        });
+        let t0 = Instant::now();
+        for i in 0..(8 * MAX_BATCH) {
+            q.push_at(upd(&format!("v{i}"), 1), t0);
+        }
+        while q.try_batch(false).is_some() {}
+        let cap = q.lock().items.capacity();
+        assert!(cap <= 2 * MAX_BATCH, "capacity {cap} kept after draining");
     }
 
     #[test]
