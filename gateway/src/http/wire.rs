@@ -60,3 +60,26 @@ pub(crate) fn observe_sent(batch: &[Outgoing], bytes: usize, transport: &'static
     metrics::counter!("busflow_gateway_bytes_sent_total", "transport" => transport)
         .increment(bytes as u64);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::tests::vp;
+    use crate::subscription::queue::SharedUpdate;
+
+    #[test]
+    fn an_update_is_encoded_once_and_the_same_for_every_client() {
+        let shared = SharedUpdate::new(Arc::new(vp("a", 1, -16.9, 145.7, Some("110"))));
+        let (one, two) = (Outgoing::Update(shared.clone()), Outgoing::Update(shared.clone()));
+        let (a, b) = (to_json(&one), to_json(&two));
+        assert!(Arc::ptr_eq(&a, &b), "encoded twice");
+        // Byte-identical to encoding the position on its own, per client, as before sharing.
+        let fresh = encode(&Wire::Update { vehicle: shared.position() });
+        assert_eq!(&*a, fresh.as_str());
+        let v: serde_json::Value = serde_json::from_str(&a).unwrap();
+        assert_eq!(
+            (v["type"].as_str(), v["vehicle"]["vehicle_id"].as_str()),
+            (Some("update"), Some("a"))
+        );
+    }
+}

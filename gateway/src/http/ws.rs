@@ -169,15 +169,21 @@ async fn session(
                 last_flush = Some(Instant::now());
                 let mut bytes = 0;
                 let mut fatal = false;
+                // Queue the whole batch and flush once: one write for the connection instead
+                // of one per event (`send` flushes every message).
+                let mut failed = false;
                 for e in &batch {
                     let text = wire::to_json(e);
                     bytes += text.len();
                     fatal |= matches!(e, Outgoing::Error { .. });
-                    if tx.send(Message::Text(text.to_string().into())).await.is_err() {
-                        fatal = true;
+                    if tx.feed(Message::Text(text.to_string().into())).await.is_err() {
+                        failed = true;
                         break;
                     }
                 }
+                // The final error event, if any, goes out with the batch.
+                failed = failed || tx.flush().await.is_err();
+                fatal |= failed;
                 wire::observe_sent(&batch, bytes, "ws");
                 if fatal {
                     break "slow_consumer";
