@@ -53,6 +53,9 @@ pub struct GatewayConfig {
     pub bootstrap_overlap: Duration,
     /// Time allowed for streams to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// With no answer from the brokers for this long, `/readyz` and `/metrics` report the
+    /// source as stale (the last known state is still served).
+    pub source_stale_after: Duration,
 }
 
 /// PEM certificate chain and private key for HTTPS.
@@ -87,6 +90,7 @@ impl Default for GatewayConfig {
             tls: None,
             bootstrap_overlap: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(2),
+            source_stale_after: Duration::from_secs(10),
         }
     }
 }

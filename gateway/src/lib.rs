@@ -27,6 +27,7 @@
 
 mod config;
 mod error;
+mod health;
 mod http;
 mod live;
 pub mod map;
@@ -38,6 +39,7 @@ mod viewport;
 
 pub use config::{GatewayConfig, TlsConfig};
 pub use error::{ApiError, Error};
+pub use health::{SourceHealth, SourceStatus};
 pub use http::gtfs_rt;
 pub use http::{AppState, ConnectionCloser, app};
 pub use live::{LiveSettings, LiveState, Subscriber, now_ms};

@@ -225,6 +225,11 @@ pub struct GatewayHandle {
     http: HttpServer,
     source: JoinHandle<Result<(), Error>>,
     ticker: JoinHandle<()>,
+    probe: JoinHandle<()>,
+    // Dropping the handle stops the gateway: its Kafka source and probe are blocking tasks,
+    // and a runtime dropped with them still running (a test that panics, a caller that bails
+    // out with `?`) would wait for them forever.
+    _stop_on_drop: tokio_util::sync::DropGuard,
 }
 
 impl GatewayHandle {
@@ -250,6 +255,7 @@ impl GatewayHandle {
         let source = self.source.await;
         self.http.join().await;
         let _ = self.ticker.await;
+        let _ = self.probe.await;
         match source {
             Ok(r) => r,
             Err(e) => Err(Error::Task(e.to_string())),
@@ -273,10 +279,13 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<GatewayHandle, Error> {
     let live = LiveState::new(config.live_settings());
-    let state = AppState::new(config.clone(), live.clone(), network, metrics, shutdown.clone());
+    let health = crate::SourceHealth::new(config.source_stale_after, now_ms());
+    let state = AppState::new(config.clone(), live.clone(), network, metrics, shutdown.clone())
+        .with_source_health(health.clone());
     let http = serve_http(state, extra, shutdown.clone()).await?;
     let local_addr = http.local_addr();
     tracing::info!(addr = %local_addr, tls = config.tls.is_some(), "gateway listening");
+    let (kafka_probe, topics_probe) = (kafka.clone(), topics.positions.clone());
     let source = tokio::spawn({
         let (live, shutdown) = (live.clone(), shutdown.clone());
         let overlap = config.bootstrap_overlap;
@@ -289,8 +298,11 @@ pub async fn start(
             r
         }
     });
+    let probe =
+        tokio::spawn(crate::health::probe(health, kafka_probe, topics_probe, shutdown.clone()));
+    let _stop_on_drop = shutdown.clone().drop_guard();
     let ticker = tokio::spawn(tick_loop(live.clone(), shutdown));
-    Ok(GatewayHandle { local_addr, live, http, source, ticker })
+    Ok(GatewayHandle { local_addr, live, http, source, ticker, probe, _stop_on_drop })
 }
 
 /// Stale eviction and density refresh, once a second.

@@ -34,6 +34,10 @@ pub struct GatewayOptions {
     /// Drop vehicles silent for this long (and tell their subscribers).
     #[arg(long, env = "BUSFLOW_STALE_AFTER", default_value = "120s", value_parser = parse_duration)]
     pub stale_after: Duration,
+    /// Report the source as stale in /readyz and /metrics when the brokers have not answered
+    /// for this long (the last known state is still served).
+    #[arg(long, env = "BUSFLOW_SOURCE_STALE_AFTER", default_value = "10s", value_parser = parse_duration)]
+    pub source_stale_after: Duration,
     /// Above this many vehicles in a viewport, streams send aggregated `density` events.
     #[arg(long, env = "BUSFLOW_MAX_VEHICLES_PER_STREAM", default_value_t = 2_000)]
     pub max_vehicles_per_stream: usize,
@@ -89,6 +93,7 @@ impl GatewayOptions {
         GatewayConfig {
             http_addr,
             stale_after: self.stale_after,
+            source_stale_after: self.source_stale_after,
             max_vehicles_per_stream: self.max_vehicles_per_stream,
             client_buffer: self.client_buffer,
             slow_client_timeout: self.slow_client_timeout,

@@ -51,6 +51,7 @@ struct Shared {
     limiter: Arc<ConnLimiter>,
     routes_geojson: String,
     conn_seq: AtomicU64,
+    health: Option<Arc<crate::SourceHealth>>,
 }
 
 impl AppState {
@@ -78,8 +79,19 @@ impl AppState {
                 limiter,
                 routes_geojson,
                 conn_seq: AtomicU64::new(1),
+                health: None,
             }),
         }
+    }
+
+    /// Reports the source's health in `/readyz`. Call right after [`AppState::new`], before the
+    /// state is shared.
+    pub fn with_source_health(mut self, health: Arc<crate::SourceHealth>) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(shared) => shared.health = Some(health),
+            None => tracing::warn!("source health attached to a shared AppState; not reported"),
+        }
+        self
     }
 
     /// The live state.
@@ -221,8 +233,18 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(state): State<AppState>) -> Response {
     let live = &state.inner.live;
+    let source = state.inner.health.as_ref().map(|h| h.status(crate::now_ms()));
+    // Stale still answers 200: the last known state is worth serving while the brokers are
+    // away, and every instance would be stale together; the body says so for people and probes.
+    let status_word = match (live.is_ready(), source) {
+        (false, _) => "loading",
+        (true, Some(s)) if s.stale => "degraded",
+        (true, _) => "ok",
+    };
     let body = serde_json::json!({
         "ready": live.is_ready(),
+        "status": status_word,
+        "source": source.map(|s| serde_json::json!({"stale": s.stale, "age_s": s.age_s})),
         "vehicles": live.vehicle_count(),
         "subscriptions": live.subscription_count(),
     });
