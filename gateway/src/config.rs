@@ -56,6 +56,9 @@ pub struct GatewayConfig {
     /// With no answer from the brokers for this long, `/readyz` and `/metrics` report the
     /// source as stale (the last known state is still served).
     pub source_stale_after: Duration,
+    /// Threads matching updates to subscriptions (each holds a shard of the subscriptions);
+    /// the Kafka consumer's thread is one of them.
+    pub fanout_threads: usize,
 }
 
 /// PEM certificate chain and private key for HTTPS.
@@ -91,8 +94,15 @@ impl Default for GatewayConfig {
             bootstrap_overlap: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(2),
             source_stale_after: Duration::from_secs(10),
+            fanout_threads: default_fanout_threads(),
         }
     }
+}
+
+/// One per core, up to four: past that the shards' copies of the vehicle store cost more than
+/// the matching they share out saves, at city scale.
+fn default_fanout_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(4)
 }
 
 impl GatewayConfig {
@@ -105,6 +115,7 @@ impl GatewayConfig {
                 capacity: self.client_buffer,
                 slow_timeout: self.slow_client_timeout,
             },
+            fanout_threads: self.fanout_threads,
         }
     }
 }

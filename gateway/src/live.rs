@@ -1,13 +1,21 @@
 //! The live state: vehicles plus subscriptions, kept consistent under one lock so a snapshot and
 //! the updates after it never miss or repeat a change.
+//!
+//! Subscriptions are spread over shards, each with its own lock, its own copy of the vehicle
+//! store (the positions themselves are shared) and, past the first, its own thread. Every shard
+//! applies every batch, in the same order, so within a shard the one-lock argument holds as
+//! before; matching for one batch runs on all shards at once instead of on the consumer alone.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use busflow_core::VehiclePosition;
 use h3o::{CellIndex, LatLng};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::state::{Upsert, VehicleStore};
 use crate::subscription::index::{SubId, SubscriptionIndex};
@@ -29,6 +37,9 @@ pub struct LiveSettings {
     pub max_vehicles_per_stream: usize,
     /// Per-client buffer limits.
     pub queue: QueueLimits,
+    /// Shards the subscriptions are spread over; each past the first matches on a thread of its
+    /// own (1 matches everything on the caller's thread, as before shards existed).
+    pub fanout_threads: usize,
 }
 
 #[derive(Debug)]
@@ -54,12 +65,30 @@ pub struct Subscriber {
     pub queue: Arc<ClientQueue>,
 }
 
+/// One batch for a shard's thread; the shard answers on `done` once it has applied it.
+struct Job {
+    batch: Arc<[Arc<SharedUpdate>]>,
+    seen_ms: i64,
+    now: Instant,
+    done: mpsc::Sender<()>,
+}
+
 /// Latest vehicle positions and the subscriptions that follow them.
 #[derive(Debug)]
 pub struct LiveState {
-    inner: Mutex<Inner>,
+    shards: Arc<[Mutex<Inner>]>,
+    /// Shard `i + 1`'s thread; `None` where it could not be started (that shard is then applied
+    /// on the caller's thread). Dropping the senders ends the threads.
+    workers: Vec<Option<mpsc::Sender<Job>>>,
+    next_shard: AtomicUsize,
     ready: watch::Sender<bool>,
     settings: LiveSettings,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job").field("positions", &self.batch.len()).finish()
+    }
 }
 
 /// Milliseconds since the unix epoch.
@@ -73,15 +102,46 @@ pub fn now_ms() -> i64 {
 impl LiveState {
     /// Empty state, not ready.
     pub fn new(settings: LiveSettings) -> Arc<Self> {
+        let n = settings.fanout_threads.clamp(1, 64);
+        let shards: Arc<[Mutex<Inner>]> = (0..n).map(|_| Mutex::new(Inner::default())).collect();
+        let workers = (1..n)
+            .map(|i| {
+                let (tx, rx) = mpsc::channel::<Job>();
+                let shards = shards.clone();
+                let spawned =
+                    std::thread::Builder::new().name(format!("gw-fanout-{i}")).spawn(move || {
+                        while let Ok(job) = rx.recv() {
+                            apply_shard(&shards[i], &job.batch, job.seen_ms, job.now);
+                            let _ = job.done.send(());
+                        }
+                    });
+                match spawned {
+                    Ok(_) => Some(tx),
+                    Err(e) => {
+                        tracing::warn!("fan-out thread {i} not started ({e}); applied inline");
+                        None
+                    }
+                }
+            })
+            .collect();
         Arc::new(LiveState {
-            inner: Mutex::new(Inner::default()),
+            shards,
+            workers,
+            next_shard: AtomicUsize::new(0),
             ready: watch::channel(false).0,
             settings,
         })
     }
 
+    /// The shard queries read from: every shard holds every vehicle.
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        lock_shard(&self.shards[0])
+    }
+
+    /// The shard holding subscription `id`, and the id within that shard's index.
+    fn shard_of(&self, id: SubId) -> (&Mutex<Inner>, SubId) {
+        let n = self.shards.len() as u64;
+        (&self.shards[(id % n) as usize], id / n)
     }
 
     /// The settings.
@@ -123,36 +183,53 @@ impl LiveState {
         self.apply_batch_seen(positions, now_ms());
     }
 
+    /// Hands the batch to every shard's thread, applies the first shard here, and returns once
+    /// all have applied it, so the next batch starts on every shard after this one and callers
+    /// see its events queued when this returns.
     fn apply_batch_seen(&self, positions: impl IntoIterator<Item = VehiclePosition>, seen_ms: i64) {
         let now = Instant::now();
-        let mut wakes = Vec::new();
-        let mut g = self.lock();
-        let inner = &mut *g;
-        let mut cands = std::mem::take(&mut inner.scratch);
-        let mut sent = 0u64;
-        for pos in positions {
-            let started = Instant::now();
-            let n = fan_out(inner, pos, seen_ms, now, &mut cands, &mut wakes);
-            if n > 0 {
-                sent += n;
-                metrics::histogram!("busflow_gateway_fanout_seconds")
-                    .record(started.elapsed().as_secs_f64());
+        let batch: Arc<[Arc<SharedUpdate>]> =
+            positions.into_iter().map(|p| SharedUpdate::new(Arc::new(p))).collect();
+        if batch.is_empty() {
+            return;
+        }
+        let (done_tx, done_rx) = mpsc::channel();
+        let mut handed = 0;
+        for (i, w) in self.workers.iter().enumerate() {
+            let job = Job { batch: batch.clone(), seen_ms, now, done: done_tx.clone() };
+            let sent = w.as_ref().is_some_and(|tx| tx.send(job).is_ok());
+            if sent {
+                handed += 1;
+            } else {
+                apply_shard(&self.shards[i + 1], &batch, seen_ms, now);
             }
         }
-        inner.scratch = cands;
-        drop(g);
-        for q in &wakes {
-            q.wake();
-        }
-        if sent > 0 {
-            metrics::counter!("busflow_gateway_events_queued_total").increment(sent);
+        drop(done_tx);
+        apply_shard(&self.shards[0], &batch, seen_ms, now);
+        for _ in 0..handed {
+            // An error means a shard's thread died (a panic); its senders are gone with it.
+            if done_rx.recv().is_err() {
+                break;
+            }
         }
     }
 
     /// Subscribes; the initial snapshot (or density frame) is the first event on the queue.
     pub fn subscribe(&self, filter: Filter, resumed: bool) -> Subscriber {
-        let queue = ClientQueue::new(self.settings.queue);
-        let mut g = self.lock();
+        self.subscribe_closing(filter, resumed, CancellationToken::new())
+    }
+
+    /// [`LiveState::subscribe`] with a token the client's queue cancels when it closes.
+    pub fn subscribe_closing(
+        &self,
+        filter: Filter,
+        resumed: bool,
+        closed: CancellationToken,
+    ) -> Subscriber {
+        let queue = ClientQueue::with_closed_token(self.settings.queue, closed);
+        let n = self.shards.len();
+        let shard = self.next_shard.fetch_add(1, Ordering::Relaxed) % n;
+        let mut g = lock_shard(&self.shards[shard]);
         let matching = g.store.matching(&filter);
         let dense = matching.len() > self.settings.max_vehicles_per_stream;
         let first = if dense {
@@ -162,14 +239,15 @@ impl LiveState {
         };
         queue.push(first);
         let client = Client { queue: queue.clone(), visible: matching.len(), dense };
-        let id = g.index.insert(filter, client);
-        Subscriber { id, queue }
+        let local = g.index.insert(filter, client);
+        Subscriber { id: local * n as u64 + shard as u64, queue }
     }
 
     /// Changes a subscription's viewport and filters; queues a diff (or a density frame, or a
     /// snapshot when leaving density mode).
     pub fn resubscribe(&self, id: SubId, filter: Filter) -> bool {
-        let mut g = self.lock();
+        let (shard, id) = self.shard_of(id);
+        let mut g = lock_shard(shard);
         let inner = &mut *g;
         let Some(sub) = inner.index.get(id) else { return false };
         let was_dense = sub.data.dense;
@@ -202,21 +280,34 @@ impl LiveState {
 
     /// Drops a subscription.
     pub fn unsubscribe(&self, id: SubId) {
-        self.lock().index.remove(id);
+        let (shard, id) = self.shard_of(id);
+        lock_shard(shard).index.remove(id);
     }
 
     /// Periodic work, about once a second: evicts vehicles silent for `stale_after` (telling
     /// their subscribers), switches subscriptions into and out of density mode, and refreshes
     /// density frames.
     pub fn tick(&self, now_ms: i64) {
-        let cutoff = now_ms - self.settings.stale_after.as_millis() as i64;
-        let mut g = self.lock();
-        let inner = &mut *g;
-        let gone = inner.store.evict_seen_before(cutoff);
-        if !gone.is_empty() {
-            metrics::counter!("busflow_gateway_vehicles_evicted_total")
-                .increment(gone.len() as u64);
+        let mut subscriptions = 0;
+        for (i, shard) in self.shards.iter().enumerate() {
+            let mut g = lock_shard(shard);
+            let gone = self.tick_shard(&mut g, now_ms);
+            // Every shard evicts the same vehicles; count them once.
+            if i == 0 && gone > 0 {
+                metrics::counter!("busflow_gateway_vehicles_evicted_total").increment(gone);
+            }
+            if i == 0 {
+                metrics::gauge!("busflow_gateway_vehicles").set(g.store.len() as f64);
+            }
+            subscriptions += g.index.len();
         }
+        metrics::gauge!("busflow_gateway_subscriptions").set(subscriptions as f64);
+    }
+
+    /// [`LiveState::tick`] for one shard; returns the number of vehicles evicted.
+    fn tick_shard(&self, inner: &mut Inner, now_ms: i64) -> u64 {
+        let cutoff = now_ms - self.settings.stale_after.as_millis() as i64;
+        let gone = inner.store.evict_seen_before(cutoff);
         let mut cands = std::mem::take(&mut inner.scratch);
         for p in &gone {
             cands.clear();
@@ -254,8 +345,7 @@ impl LiveState {
                 );
             }
         }
-        metrics::gauge!("busflow_gateway_vehicles").set(inner.store.len() as f64);
-        metrics::gauge!("busflow_gateway_subscriptions").set(inner.index.len() as f64);
+        gone.len() as u64
     }
 
     /// Vehicles matching a filter, sorted by id.
@@ -282,15 +372,48 @@ impl LiveState {
 
     /// Number of live subscriptions.
     pub fn subscription_count(&self) -> usize {
-        self.lock().index.len()
+        self.shards.iter().map(|s| lock_shard(s).index.len()).sum()
     }
 
     /// Closes every subscription with a final event (used on shutdown).
     pub fn close_all(&self, code: &'static str, message: &str) {
-        let g = self.lock();
-        for (_, sub) in g.index.iter() {
-            sub.data.queue.close(code, message);
+        for shard in self.shards.iter() {
+            let g = lock_shard(shard);
+            for (_, sub) in g.index.iter() {
+                sub.data.queue.close(code, message);
+            }
         }
+    }
+}
+
+fn lock_shard(shard: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
+    shard.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Applies a batch to one shard under its lock, then wakes each of its clients that got
+/// something once, after the lock is released.
+fn apply_shard(shard: &Mutex<Inner>, batch: &[Arc<SharedUpdate>], seen_ms: i64, now: Instant) {
+    let mut wakes = Vec::new();
+    let mut g = lock_shard(shard);
+    let inner = &mut *g;
+    let mut cands = std::mem::take(&mut inner.scratch);
+    let mut sent = 0u64;
+    for shared in batch {
+        let started = Instant::now();
+        let n = fan_out(inner, shared, seen_ms, now, &mut cands, &mut wakes);
+        if n > 0 {
+            sent += n;
+            metrics::histogram!("busflow_gateway_fanout_seconds")
+                .record(started.elapsed().as_secs_f64());
+        }
+    }
+    inner.scratch = cands;
+    drop(g);
+    for q in &wakes {
+        q.wake();
+    }
+    if sent > 0 {
+        metrics::counter!("busflow_gateway_events_queued_total").increment(sent);
     }
 }
 
@@ -298,13 +421,13 @@ impl LiveState {
 /// appended to `wakes`). Returns the number of events queued.
 fn fan_out(
     inner: &mut Inner,
-    pos: VehiclePosition,
+    shared: &Arc<SharedUpdate>,
     seen_ms: i64,
     now: Instant,
     cands: &mut Vec<SubId>,
     wakes: &mut Vec<Arc<ClientQueue>>,
 ) -> u64 {
-    let new = Arc::new(pos);
+    let new = shared.position().clone();
     let old = match inner.store.upsert(new.clone(), seen_ms) {
         Upsert::Ignored => return 0,
         Upsert::Inserted => None,
@@ -324,9 +447,8 @@ fn fan_out(
     cands.dedup();
     let mut sent = 0u64;
     let mut closed = Vec::new();
-    // One shared update for every client: its JSON is encoded once, by the first connection
-    // that sends it.
-    let shared = SharedUpdate::new(new.clone());
+    // One shared update for every client of every shard: its JSON is encoded once, by the
+    // first connection that sends it.
     for id in cands.iter() {
         let Some(sub) = inner.index.get_mut(*id) else { continue };
         let was = old.as_ref().is_some_and(|o| sub.filter.matches(o));
@@ -422,11 +544,48 @@ mod tests {
             stale_after: Duration::from_secs(30),
             max_vehicles_per_stream: max,
             queue: QueueLimits { capacity: 64, slow_timeout: Duration::from_secs(10) },
+            fanout_threads: 1,
         })
     }
 
     fn view() -> Filter {
         Filter::bbox(Bbox::new(145.70, -16.95, 145.75, -16.90).unwrap())
+    }
+
+    #[test]
+    fn shards_each_apply_every_update_and_ids_find_their_shard() {
+        let s = LiveState::new(LiveSettings { fanout_threads: 3, ..*live(100).settings() });
+        s.apply_seen(vp("a", 1, -16.92, 145.72, None), 1);
+        let subs: Vec<Subscriber> = (0..7).map(|_| s.subscribe(view(), false)).collect();
+        for sub in &subs {
+            let first = sub.queue.try_batch(false).unwrap();
+            assert!(
+                matches!(&first[..], [Outgoing::Snapshot { vehicles, .. }] if vehicles.len() == 1)
+            );
+        }
+        s.unsubscribe(subs[4].id);
+        assert!(
+            s.resubscribe(subs[5].id, Filter::bbox(Bbox::new(145.0, -17.5, 145.1, -17.4).unwrap()))
+        );
+        assert_eq!(s.subscription_count(), 6);
+        s.apply_seen(vp("a", 2, -16.93, 145.73, None), 2);
+        for (i, sub) in subs.iter().enumerate() {
+            let names: Vec<&str> =
+                sub.queue.try_batch(false).unwrap_or_default().iter().map(Outgoing::name).collect();
+            let want: &[&str] = match i {
+                4 => &[],
+                5 => &["diff"],
+                _ => &["update"],
+            };
+            assert_eq!(names, want, "subscriber {i}");
+        }
+        // Every shard stores the vehicle, so queries and eviction agree whichever shard is read.
+        s.tick(2 + 31_000);
+        assert_eq!(s.vehicle_count(), 0);
+        for (i, sub) in subs.iter().enumerate() {
+            let n = sub.queue.try_batch(false).map_or(0, |b| b.len());
+            assert_eq!(n, usize::from(i != 4 && i != 5), "subscriber {i}");
+        }
     }
 
     #[test]

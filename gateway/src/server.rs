@@ -1,6 +1,7 @@
 //! The HTTP(S) listener and the gateway's task set.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -137,23 +138,30 @@ async fn accept_loop(
         let handshake_timeout = config.header_timeout;
         let grace = config.shutdown_grace;
         let shutdown = shutdown.clone();
+        // The connection lives in a box of its own and the task holds only the pointer: a
+        // connection held by value is stored in the task's future both as `drive`'s argument
+        // and as its pinned local, and the TLS arm's handshake state widens every task.
         conns.spawn(async move {
             match tls {
                 None => {
-                    let conn = builder.serve_connection(TokioIo::new(tcp), svc).with_upgrades();
+                    let conn =
+                        Box::pin(builder.serve_connection(TokioIo::new(tcp), svc).with_upgrades());
                     drive(conn, peer, closer, shutdown, grace).await;
                 }
                 Some(acceptor) => {
-                    let stream =
-                        match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, "TLS handshake failed: {e}");
-                                return;
-                            }
-                            Err(_) => return,
-                        };
-                    let conn = builder.serve_connection(TokioIo::new(stream), svc).with_upgrades();
+                    let accept =
+                        Box::pin(tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)));
+                    let stream = match accept.await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, "TLS handshake failed: {e}");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let conn = Box::pin(
+                        builder.serve_connection(TokioIo::new(stream), svc).with_upgrades(),
+                    );
                     drive(conn, peer, closer, shutdown, grace).await;
                 }
             }
@@ -170,10 +178,16 @@ async fn accept_loop(
     }
 }
 
-/// Serves one connection until it ends, the slow-client closer fires (drop it), or shutdown
-/// (let the current response finish, then close; streams end themselves on shutdown).
+/// After a stream closed its (slow) client, how long the final event may take before the
+/// connection is cut.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Serves one connection until it ends, the slow-client closer fires (serve it `CLOSE_GRACE`
+/// more, for the final event, then drop it; also drops a keep-alive connection left idle after
+/// its stream ended), or shutdown (let the current response finish, then close; streams end
+/// themselves on shutdown).
 async fn drive<I, S>(
-    conn: hyper::server::conn::http1::UpgradeableConnection<I, S>,
+    mut conn: Pin<Box<hyper::server::conn::http1::UpgradeableConnection<I, S>>>,
     peer: SocketAddr,
     closer: CancellationToken,
     shutdown: CancellationToken,
@@ -185,10 +199,13 @@ async fn drive<I, S>(
     S::ResBody: 'static,
     <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let mut conn = std::pin::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => if let Err(e) = r { tracing::debug!(%peer, "connection: {e}") },
-        _ = closer.cancelled() => tracing::debug!(%peer, "connection cut (slow client)"),
+        _ = closer.cancelled() => {
+            if tokio::time::timeout(CLOSE_GRACE, conn).await.is_err() {
+                tracing::debug!(%peer, "connection cut (slow client)");
+            }
+        }
         _ = shutdown.cancelled() => {
             conn.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(grace, conn).await;

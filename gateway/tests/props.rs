@@ -261,6 +261,8 @@ fn live() -> Arc<LiveState> {
         // Never switch to density frames or coalesce: every per-vehicle event must be visible.
         max_vehicles_per_stream: 1_000_000,
         queue: QueueLimits { capacity: 1_000_000, slow_timeout: Duration::from_secs(3600) },
+        // Several shards, so the property covers subscriptions spread over fan-out threads.
+        fanout_threads: 3,
     })
 }
 

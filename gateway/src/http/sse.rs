@@ -22,8 +22,6 @@ use crate::subscription::queue::Outgoing;
 
 /// Browsers wait this long before reconnecting an EventSource.
 const RECONNECT_HINT: Duration = Duration::from_secs(2);
-/// After a slow client is closed, how long the final event may take before the connection is cut.
-const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 pub(crate) async fn stream(
     State(state): State<AppState>,
@@ -35,12 +33,17 @@ pub(crate) async fn stream(
     let (filter, min_interval) = super::params::stream_params(query.as_deref(), state.config())?;
     let permit = state.inner.limiter.acquire(meta.ip, "sse")?;
     let resumed = headers.contains_key("last-event-id");
-    let sub = state.live().subscribe(filter, resumed);
+    // The queue cancels the connection's closer when it closes; the connection then gets
+    // CLOSE_GRACE to take its final event before it is cut (see `server::drive`). This costs
+    // nothing per connection, where a watchdog task waiting on the queue cost a task.
+    let sub = match meta.closer {
+        Some(closer) => state.live().subscribe_closing(filter, resumed, closer),
+        None => state.live().subscribe(filter, resumed),
+    };
     let heartbeat = state.config().heartbeat.max(Duration::from_millis(1));
     let conn = state.next_conn();
     let session = Session {
         live: state.live().clone(),
-        watchdog: spawn_watchdog(&sub, meta.closer),
         sub,
         min_interval,
         id_prefix: format!("id: {conn}-").into_bytes(),
@@ -57,21 +60,6 @@ pub(crate) async fn stream(
     let body = Body::from_stream(frames(session));
     Ok(([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], body)
         .into_response())
-}
-
-/// Cuts the connection if a closed (slow) client has not taken its final event in time.
-fn spawn_watchdog(
-    sub: &Subscriber,
-    closer: Option<CancellationToken>,
-) -> Option<tokio::task::AbortHandle> {
-    let closer = closer?;
-    let closed = sub.queue.closed_token().clone();
-    let task = tokio::spawn(async move {
-        closed.cancelled().await;
-        tokio::time::sleep(CLOSE_GRACE).await;
-        closer.cancel();
-    });
-    Some(task.abort_handle())
 }
 
 struct Session {
@@ -93,7 +81,6 @@ struct Session {
     heartbeat_timer: Pin<Box<Sleep>>,
     /// The last batch left events queued.
     more: bool,
-    watchdog: Option<tokio::task::AbortHandle>,
     _permit: ConnPermit,
 }
 
@@ -103,13 +90,6 @@ impl Drop for Session {
         if !self.done {
             metrics::counter!("busflow_gateway_disconnects_total", "reason" => "client_closed")
                 .increment(1);
-        }
-        // A closed (slow) client's connection is still cut by the watchdog, so a client that read
-        // its final event does not linger on a keep-alive connection.
-        if let Some(w) = &self.watchdog
-            && !self.sub.queue.closed_token().is_cancelled()
-        {
-            w.abort();
         }
     }
 }

@@ -192,11 +192,17 @@ pub struct ClientQueue {
 impl ClientQueue {
     /// An empty buffer.
     pub fn new(limits: QueueLimits) -> Arc<Self> {
+        Self::with_closed_token(limits, CancellationToken::new())
+    }
+
+    /// An empty buffer that cancels `closed` when it closes (the SSE stream passes its
+    /// connection's closer, which then cuts a client that does not take its final event).
+    pub fn with_closed_token(limits: QueueLimits, closed: CancellationToken) -> Arc<Self> {
         Arc::new(ClientQueue {
             inner: Mutex::new(Inner::default()),
             notify: Notify::new(),
             limits: QueueLimits { capacity: limits.capacity.max(4), ..limits },
-            closed: CancellationToken::new(),
+            closed,
         })
     }
 
