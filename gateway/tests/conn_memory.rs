@@ -128,8 +128,9 @@ async fn idle_sse_connection_heap() {
     assert_eq!(gw.live.subscription_count(), N + 20);
     // hyper allocates an 8 KiB read buffer and an 8 KiB write buffer per connection and keeps
     // both for the connection's life (no option shrinks them): that alone is the issue's
-    // 16 KB budget. The rest is ours (connection task, stream, queue, subscription), 7.8 KB
-    // before the watchdog task went and the connection was boxed, about 4.5 KB after.
+    // 16 KB budget. The rest is ours (connection task, stream, queue, subscription): 8.1 KB
+    // before the watchdog task went and the connection was boxed (a 4,480-byte task), 4.9 KB
+    // after; the code before that change fails this (measured with this harness).
     let ours = per_conn - hyper_buffers;
     println!("  hyper's 8 KiB buffers: {hyper_buffers:.0}; the rest: {ours:.0}");
     assert!(ours < 6_000.0, "{ours:.0} bytes of heap per idle SSE connection besides hyper's");
