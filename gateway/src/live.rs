@@ -25,6 +25,11 @@ use crate::subscription::queue::{
 };
 use crate::viewport::{Filter, cell_at, display_point};
 
+/// Smaller batches are applied to every shard on the caller's thread: waking a shard's thread
+/// and waiting for its answer costs tens of microseconds, more than matching a few positions
+/// (`apply` one position at a time, as tests and simple feeders do, would pay it per position).
+const HAND_OFF_FROM: usize = 8;
+
 /// Density frames aim at about this many cells.
 const DENSITY_TARGET_CELLS: f64 = 150.0;
 
@@ -191,6 +196,12 @@ impl LiveState {
         let batch: Arc<[Arc<SharedUpdate>]> =
             positions.into_iter().map(|p| SharedUpdate::new(Arc::new(p))).collect();
         if batch.is_empty() {
+            return;
+        }
+        if batch.len() < HAND_OFF_FROM {
+            for shard in self.shards.iter() {
+                apply_shard(shard, &batch, seen_ms, now);
+            }
             return;
         }
         let (done_tx, done_rx) = mpsc::channel();
@@ -568,7 +579,9 @@ mod tests {
             s.resubscribe(subs[5].id, Filter::bbox(Bbox::new(145.0, -17.5, 145.1, -17.4).unwrap()))
         );
         assert_eq!(s.subscription_count(), 6);
-        s.apply_seen(vp("a", 2, -16.93, 145.73, None), 2);
+        // A batch large enough to go to the shards' threads; the others are far away.
+        let far = (0..HAND_OFF_FROM).map(|i| vp(&format!("far{i}"), 2, -16.5, 146.0, None));
+        s.apply_batch_seen(std::iter::once(vp("a", 2, -16.93, 145.73, None)).chain(far), 2);
         for (i, sub) in subs.iter().enumerate() {
             let names: Vec<&str> =
                 sub.queue.try_batch(false).unwrap_or_default().iter().map(Outgoing::name).collect();
@@ -579,7 +592,8 @@ mod tests {
             };
             assert_eq!(names, want, "subscriber {i}");
         }
-        // Every shard stores the vehicle, so queries and eviction agree whichever shard is read.
+        // Every shard stores the vehicles, so queries and eviction agree whichever shard is read.
+        assert_eq!(s.vehicle_count(), 1 + HAND_OFF_FROM);
         s.tick(2 + 31_000);
         assert_eq!(s.vehicle_count(), 0);
         for (i, sub) in subs.iter().enumerate() {

@@ -261,7 +261,8 @@ fn live() -> Arc<LiveState> {
         // Never switch to density frames or coalesce: every per-vehicle event must be visible.
         max_vehicles_per_stream: 1_000_000,
         queue: QueueLimits { capacity: 1_000_000, slow_timeout: Duration::from_secs(3600) },
-        // Several shards, so the property covers subscriptions spread over fan-out threads.
+        // Several shards, so the property covers subscriptions spread over shards (positions
+        // applied one at a time are matched on the caller's thread, shard after shard).
         fanout_threads: 3,
     })
 }
