@@ -47,6 +47,10 @@ pub struct GatewayOptions {
     /// Disconnect a client that stays behind this long.
     #[arg(long, env = "BUSFLOW_SLOW_CLIENT_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
     pub slow_client_timeout: Duration,
+    /// Threads matching updates to subscriptions, each holding a shard of them (default: one
+    /// per core, up to 4).
+    #[arg(long, env = "BUSFLOW_FANOUT_THREADS", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub fanout_threads: Option<u16>,
     /// Open streams allowed in total (then 429).
     #[arg(long, env = "BUSFLOW_MAX_CONNECTIONS", default_value_t = 20_000)]
     pub max_connections: usize,
@@ -90,8 +94,10 @@ pub struct GatewayOptions {
 impl GatewayOptions {
     /// The library config for a listen address.
     pub fn config(&self, http_addr: SocketAddr) -> GatewayConfig {
+        let defaults = GatewayConfig::default();
         GatewayConfig {
             http_addr,
+            fanout_threads: self.fanout_threads.map_or(defaults.fanout_threads, usize::from),
             stale_after: self.stale_after,
             source_stale_after: self.source_stale_after,
             max_vehicles_per_stream: self.max_vehicles_per_stream,
@@ -111,7 +117,7 @@ impl GatewayOptions {
                 (Some(cert), Some(key)) => Some(TlsConfig { cert: cert.clone(), key: key.clone() }),
                 _ => None,
             },
-            ..GatewayConfig::default()
+            ..defaults
         }
     }
 }
