@@ -227,6 +227,7 @@ pipe=$!; pids+=("$pipe")
 gw=$!; pids+=("$gw")
 wait_ready "http://127.0.0.1:$port/readyz" 60
 "$bin/busflow" simulate --brokers "$brokers" "${topics[@]}" --vehicles "$e2e_rate" --hz 1 --no-faults \
+  --date 2026-11-24 --start 08:00 \
   --rate "$e2e_rate" --duration "$((e2e_measure + 25))s" --no-progress > "$out/e2e-simulate.log" 2>&1 &
 sim=$!; pids+=("$sim")
 sleep 10 # the fleet is built and the pipeline has its first positions out

@@ -115,7 +115,7 @@ broker_outage() {
     > "$out/outage-gateway.log" 2>&1 &
   local gw=$!; pids+=("$gw")
   local run_s=$(( 30 + outage + 40 ))
-  "$bin" simulate --brokers "$brokers" "${topics[@]}" --vehicles 300 --hz 1 \
+  "$bin" simulate --brokers "$brokers" "${topics[@]}" --vehicles 300 --hz 1 --date 2026-11-24 --start 08:00 \
     --duration "${run_s}s" --no-progress > "$out/outage-simulate.log" 2>&1 &
   local sim=$!; pids+=("$sim")
   local base=http://127.0.0.1:$gw_port
@@ -227,7 +227,7 @@ gateway_restart() {
   local pipe=$!; pids+=("$pipe")
   "$bin" "${gw_args[@]}" > "$out/restart-gateway-1.log" 2>&1 &
   local gw=$!; pids+=("$gw")
-  "$bin" simulate --brokers "$brokers" "${topics[@]}" --vehicles 400 --hz 1 --duration 50s \
+  "$bin" simulate --brokers "$brokers" "${topics[@]}" --vehicles 400 --hz 1 --duration 50s --date 2026-11-24 --start 08:00 \
     --no-progress > "$out/restart-simulate.log" 2>&1 &
   local sim=$!; pids+=("$sim")
   local base=http://127.0.0.1:$gw_port

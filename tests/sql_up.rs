@@ -9,53 +9,15 @@
 #![cfg(feature = "sql")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_busflow");
+use common::{BIN, http_get, start_up};
+
 const QUERY: &str = "SELECT route_short_name, count(*) FROM vehicles GROUP BY 1 ORDER BY 2 DESC";
-
-struct Up {
-    child: Child,
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        // SIGTERM by PID for a clean stop; SIGKILL if it does not stop in time.
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn http_get(addr: &str, path: &str) -> Option<serde_json::Value> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).ok()?;
-    let text = String::from_utf8(buf).ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    if !head.starts_with("HTTP/1.1 200") {
-        return None;
-    }
-    serde_json::from_str(body).ok()
-}
 
 /// Vehicles per route short name in the gateway's live state.
 fn gateway_counts(addr: &str) -> Option<BTreeMap<Option<String>, u64>> {
@@ -80,33 +42,9 @@ fn sql(brokers: &str, format: &str) -> String {
 
 #[test]
 fn vehicles_per_route_match_the_gateway() {
-    let http = format!("127.0.0.1:{}", free_port());
-    let log = tempfile::NamedTempFile::new().unwrap();
-    let child = Command::new(BIN)
-        .args(["up", "--http-addr", &http, "--start", "08:00"])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(log.reopen().unwrap())
-        .spawn()
-        .unwrap();
-    let mut up = Up { child };
-    let stdout = up.child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    // "busflow is up: open http://ADDR/ for the live map (Kafka at BROKERS; Ctrl-C to stop)"
-    let line = rx.recv_timeout(Duration::from_secs(180)).unwrap_or_else(|_| {
-        panic!("busflow up did not come up: {}", std::fs::read_to_string(log.path()).unwrap())
-    });
-    let brokers = line
-        .split("Kafka at ")
-        .nth(1)
-        .and_then(|r| r.split(';').next())
-        .unwrap_or_else(|| panic!("no broker address in {line:?}"))
-        .to_string();
+    // A weekday morning (the feed's patterns for a Tuesday), whatever day and hour this runs.
+    let up = start_up(&["--start", "08:00", "--date", "2026-11-24"], &[]);
+    let (http, brokers) = (up.http.clone(), up.brokers.clone());
 
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {

@@ -10,7 +10,12 @@ if ! cargo deny --version 2>/dev/null | grep -q "cargo-deny $DENY_VERSION"; then
   cargo install cargo-deny --version "~$DENY_VERSION" --locked --quiet
 fi
 
-# Offline: never try to fetch the advisory database or the crates.io index.
+# cargo deny reads `cargo metadata` for every target platform, which needs crates that a build
+# on this platform never downloads (android_system_properties, valuable, ...): fetch them all
+# first, from crates.io, so the offline check below does not depend on what the cache holds.
+cargo fetch --locked --quiet
+
+# Offline from here: never try to fetch the advisory database.
 checks=(licenses bans sources)
 db=${CARGO_DENY_DB:-$HOME/.cargo/advisory-dbs}
 if compgen -G "$db/*/crates" >/dev/null; then

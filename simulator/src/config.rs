@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chrono::{NaiveDate, NaiveTime};
+use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 
 use crate::Error;
 
@@ -24,6 +24,9 @@ pub struct SimulatorConfig {
     /// Service date to simulate; `None` is today in the feed's time zone. An expired calendar runs on its
     /// weekday patterns.
     pub date: Option<NaiveDate>,
+    /// What the feed's local clock reads now, for the defaults of `start` and `date`; `None`
+    /// reads the real clock. Tests set it so that a fleet never depends on when they run.
+    pub clock: Option<NaiveDateTime>,
     /// Seed for every random choice: the same seed gives the same records (per vehicle) and
     /// the same truth.
     pub seed: u64,
@@ -53,6 +56,7 @@ impl Default for SimulatorConfig {
             speedup: 1.0,
             start: None,
             date: None,
+            clock: None,
             seed: 42,
             faults: FaultConfig::default(),
             rate: None,

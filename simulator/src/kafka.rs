@@ -293,6 +293,11 @@ fn run_blocking(
     }
     let config = &config;
     let mut sim = Simulation::new(network, config)?;
+    tracing::info!(
+        service_date = %sim.service_date(),
+        start = %crate::sim::clock_label(sim.sim_start()),
+        "simulated service day"
+    );
     let sent = Arc::new(AtomicU64::new(0));
     let waits = Arc::new(AtomicU64::new(0));
     let limiter = config.rate.map(|r| Arc::new(Limiter::new(r)));

@@ -51,7 +51,7 @@ mod truth;
 mod vehicle;
 
 /// The date and time types of [`SimulatorConfig`], re-exported so callers need not pin chrono.
-pub use chrono::{NaiveDate, NaiveTime};
+pub use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 pub use config::{FaultConfig, SimulatorConfig};
 pub use ingest::{IngestConfig, IngestReport, convert as convert_gtfs_rt, ingest_gtfs_rt};
 pub use kafka::{SimReport, run};

@@ -38,6 +38,7 @@ pub struct Simulation {
     rates: FaultRates,
     config: SimulatorConfig,
     parts: Vec<Partition>,
+    day0: NaiveDate,
     t0: f64,
     now: f64,
     anchor_ms: i64,
@@ -60,9 +61,13 @@ impl Simulation {
         anchor_ms: i64,
     ) -> Result<Simulation, Error> {
         config.validate()?;
-        let local = schedule_now(&network);
-        let day0: NaiveDate = config.date.unwrap_or_else(|| local.date());
-        let start: NaiveTime = config.start.unwrap_or_else(|| local.time());
+        let (day0, start): (NaiveDate, NaiveTime) = match (config.date, config.start) {
+            (Some(d), Some(s)) => (d, s),
+            (date, start) => {
+                let local = config.clock.unwrap_or_else(|| schedule_now(&network));
+                (date.unwrap_or_else(|| local.date()), start.unwrap_or_else(|| local.time()))
+            }
+        };
         let t0 = f64::from(start.num_seconds_from_midnight());
         let parts_n = match config.threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -97,6 +102,7 @@ impl Simulation {
             rates,
             config: config.clone(),
             parts,
+            day0,
             t0,
             now: t0,
             anchor_ms,
@@ -120,6 +126,11 @@ impl Simulation {
     /// Simulated time generated so far, seconds after midnight of the start date.
     pub fn sim_time(&self) -> f64 {
         self.now
+    }
+
+    /// The service date simulated (the day `sim_time` counts from).
+    pub fn service_date(&self) -> NaiveDate {
+        self.day0
     }
 
     /// Simulated time at the start, seconds after midnight of the start date.
@@ -336,6 +347,13 @@ pub fn generate(
     Ok((out, sim.counts()))
 }
 
+/// `HH:MM:SS` of seconds after midnight (past 24:00 for service that runs over midnight, as in
+/// GTFS).
+pub(crate) fn clock_label(secs: f64) -> String {
+    let s = secs.max(0.0) as u64;
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
 /// Now on the schedule's clock: the feed's time zone, so `busflow simulate` with no `--start`
 /// runs the service a rider in that city sees now (a machine on UTC simulated Cairns at night
 /// during its day). A feed without a usable time zone falls back to the machine's.
@@ -450,6 +468,19 @@ mod tests {
         assert!(trips[first_t2..].iter().all(|t| t.1 == "T2"));
         // It dwelled at stops: some reports at zero speed mid-trip.
         assert!(recs.iter().any(|r| r.truth.speed_mps == 0.0 && r.truth.dist_along_m > 10.0));
+    }
+
+    #[test]
+    fn the_clock_sets_what_date_and_start_leave_out() {
+        let net = network();
+        let sunday_night = NaiveDate::from_ymd_opt(2026, 12, 6).unwrap().and_hms_opt(23, 30, 0);
+        let cfg = SimulatorConfig { start: None, date: None, clock: sunday_night, ..config(1) };
+        let sim = Simulation::with_anchor(net.clone(), &cfg, 0).unwrap();
+        assert_eq!(sim.sim_start(), 23.5 * 3600.0);
+        assert_eq!(sim.service_date(), NaiveDate::from_ymd_opt(2026, 12, 6).unwrap());
+        // An explicit start wins over the clock's time of day.
+        let cfg = SimulatorConfig { date: None, clock: sunday_night, ..config(1) };
+        assert_eq!(Simulation::with_anchor(net, &cfg, 0).unwrap().sim_start(), 8.0 * 3600.0);
     }
 
     #[test]

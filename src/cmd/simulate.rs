@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use busflow_simulator::{FaultConfig, NaiveDate, NaiveTime, SimulatorConfig};
+use busflow_simulator::{FaultConfig, NaiveDate, NaiveDateTime, NaiveTime, SimulatorConfig};
 use clap::Args;
 
 use crate::cli::{GtfsArgs, KafkaArgs, MetricsArgs, parse_duration};
@@ -64,6 +64,11 @@ pub struct FleetArgs {
     /// Service date to simulate (YYYY-MM-DD); default: today in the feed's time zone.
     #[arg(long, env = "BUSFLOW_SIM_DATE")]
     pub date: Option<NaiveDate>,
+    /// What the feed's local clock reads now (YYYY-MM-DDTHH:MM[:SS]), for the defaults of
+    /// --date and --start; default: the real clock. For tests and CI, so that a run that omits
+    /// --date or --start does not depend on the day or hour it runs (CI sets a Sunday night).
+    #[arg(long, env = "BUSFLOW_SIM_CLOCK", value_parser = parse_clock)]
+    pub clock: Option<NaiveDateTime>,
     /// Seed for every random choice; the same seed gives the same records.
     #[arg(long, env = "BUSFLOW_SIM_SEED", default_value_t = 42)]
     pub seed: u64,
@@ -78,6 +83,7 @@ impl FleetArgs {
             speedup: self.speedup,
             start: self.start,
             date: self.date,
+            clock: self.clock,
             seed: self.seed,
             faults,
             ..SimulatorConfig::default()
@@ -156,6 +162,12 @@ fn parse_hhmm(s: &str) -> Result<NaiveTime, String> {
         .map_err(|_| format!("expected HH:MM, got {s:?}"))
 }
 
+fn parse_clock(s: &str) -> Result<NaiveDateTime, String> {
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M")
+        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S"))
+        .map_err(|_| format!("expected YYYY-MM-DDTHH:MM[:SS], got {s:?}"))
+}
+
 pub async fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let _metrics = crate::telemetry::install_metrics(args.metrics.metrics_addr)?;
     let shutdown = crate::shutdown::on_signal();
@@ -211,6 +223,11 @@ mod tests {
         assert!(parse_speedup("0").is_err());
         assert_eq!(parse_hhmm("07:30").unwrap(), NaiveTime::from_hms_opt(7, 30, 0).unwrap());
         assert!(parse_hhmm("7h").is_err());
+        let sunday_night = parse_clock("2026-12-06T23:30").unwrap();
+        assert_eq!(sunday_night, parse_clock("2026-12-06T23:30:00").unwrap());
+        assert_eq!(sunday_night.format("%A %H:%M").to_string(), "Sunday 23:30");
+        assert!(parse_clock("2026-12-06 23:30").is_err());
+        assert!(parse_clock("23:30").is_err());
     }
 
     #[test]
