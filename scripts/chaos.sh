@@ -20,8 +20,10 @@
 #       the normal viewers' p99 latency with the slow ones is within 2x of the runs without them
 #       (2 x max(worse p99 of the two, 25 ms)),
 #       the gateway's RSS grows by less than 48 MB, and the slow streams are disconnected as slow
-#       consumers. Add --unprotected to run it with coalescing and eviction switched off by
-#       configuration (huge buffer, 1 h timeout): the memory check then fails.
+#       consumers. Add --unprotected to run it with eviction switched off by configuration
+#       (huge buffer, 1 h timeout). Before the client queue kept one pending event per vehicle
+#       (always on since #16, so no flag turns it off) the memory check then failed; it now
+#       shows what eviction alone adds.
 #   scripts/chaos.sh pipeline-kills
 #       the SIGKILL test: 12 kills at random moments, exactly-once and per-vehicle order checked
 #       (cargo test -p busflow-pipeline --test kill; it also runs in .ci/run).

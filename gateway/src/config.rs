@@ -56,6 +56,11 @@ pub struct GatewayConfig {
     /// With no answer from the brokers for this long, `/readyz` and `/metrics` report the
     /// source as stale (the last known state is still served).
     pub source_stale_after: Duration,
+    /// `TCP_NOTSENT_LOWAT` on every accepted connection: the most bytes the kernel holds
+    /// unsent for a client before a write is refused and the stream waits (its queue keeps only
+    /// the newest event per vehicle meanwhile). `None` leaves the kernel's default (unbounded
+    /// up to the send buffer, several MB on Linux).
+    pub max_unsent_bytes: Option<u32>,
     /// Threads matching updates to subscriptions (each holds a shard of the subscriptions);
     /// the Kafka consumer's thread is one of them.
     pub fanout_threads: usize,
@@ -94,6 +99,7 @@ impl Default for GatewayConfig {
             bootstrap_overlap: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(2),
             source_stale_after: Duration::from_secs(10),
+            max_unsent_bytes: Some(4 * 1024),
             fanout_threads: default_fanout_threads(),
         }
     }

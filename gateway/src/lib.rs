@@ -27,6 +27,7 @@
 
 mod config;
 mod error;
+pub mod flow;
 mod health;
 mod http;
 mod live;
@@ -41,7 +42,7 @@ pub use config::{GatewayConfig, TlsConfig};
 pub use error::{ApiError, Error};
 pub use health::{SourceHealth, SourceStatus};
 pub use http::gtfs_rt;
-pub use http::{AppState, ConnectionCloser, app};
+pub use http::{AppState, ConnectionCloser, ConnectionFlow, app};
 pub use live::{LiveSettings, LiveState, Subscriber, now_ms};
 pub use server::{GatewayHandle, HttpServer, run, serve_http, start, tick_loop};
 pub use state::{Upsert, VehicleStore};

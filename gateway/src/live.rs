@@ -409,9 +409,10 @@ fn apply_shard(shard: &Mutex<Inner>, batch: &[Arc<SharedUpdate>], seen_ms: i64, 
     let inner = &mut *g;
     let mut cands = std::mem::take(&mut inner.scratch);
     let mut sent = 0u64;
+    let mut superseded = 0u64;
     for shared in batch {
         let started = Instant::now();
-        let n = fan_out(inner, shared, seen_ms, now, &mut cands, &mut wakes);
+        let n = fan_out(inner, shared, seen_ms, now, &mut cands, &mut wakes, &mut superseded);
         if n > 0 {
             sent += n;
             metrics::histogram!("busflow_gateway_fanout_seconds")
@@ -426,10 +427,14 @@ fn apply_shard(shard: &Mutex<Inner>, batch: &[Arc<SharedUpdate>], seen_ms: i64, 
     if sent > 0 {
         metrics::counter!("busflow_gateway_events_queued_total").increment(sent);
     }
+    if superseded > 0 {
+        metrics::counter!("busflow_gateway_superseded_total").increment(superseded);
+    }
 }
 
 /// Stores one position and queues its events (without waking anyone: the clients to wake are
-/// appended to `wakes`). Returns the number of events queued.
+/// appended to `wakes`). Returns the number of events queued; `superseded` counts those that
+/// replaced a client's pending event for the vehicle.
 fn fan_out(
     inner: &mut Inner,
     shared: &Arc<SharedUpdate>,
@@ -437,6 +442,7 @@ fn fan_out(
     now: Instant,
     cands: &mut Vec<SubId>,
     wakes: &mut Vec<Arc<ClientQueue>>,
+    superseded: &mut u64,
 ) -> u64 {
     let new = shared.position().clone();
     let old = match inner.store.upsert(new.clone(), seen_ms) {
@@ -486,8 +492,11 @@ fn fan_out(
             if wake {
                 wakes.push(client.queue.clone());
             }
-            // A client closed now was woken by the close (its final error event).
-            if note_push(pushed) {
+            // Counted per batch by the caller: a metric lookup per client per update costs.
+            if pushed == Pushed::Superseded {
+                *superseded += 1;
+            } else if note_push(pushed) {
+                // A client closed now was woken by the close (its final error event).
                 closed.push(*id);
             }
             sent += 1;
@@ -504,8 +513,8 @@ fn fan_out(
 /// Counts what a push did; true when the client is closed.
 fn note_push(p: Pushed) -> bool {
     match p {
-        Pushed::Coalesced(n) => {
-            metrics::counter!("busflow_gateway_updates_coalesced_total").increment(n as u64);
+        Pushed::Superseded => {
+            metrics::counter!("busflow_gateway_superseded_total").increment(1);
             false
         }
         Pushed::ClosedNow => {
@@ -569,7 +578,7 @@ mod tests {
         s.apply_seen(vp("a", 1, -16.92, 145.72, None), 1);
         let subs: Vec<Subscriber> = (0..7).map(|_| s.subscribe(view(), false)).collect();
         for sub in &subs {
-            let first = sub.queue.try_batch(false).unwrap();
+            let first = sub.queue.try_batch().unwrap();
             assert!(
                 matches!(&first[..], [Outgoing::Snapshot { vehicles, .. }] if vehicles.len() == 1)
             );
@@ -584,7 +593,7 @@ mod tests {
         s.apply_batch_seen(std::iter::once(vp("a", 2, -16.93, 145.73, None)).chain(far), 2);
         for (i, sub) in subs.iter().enumerate() {
             let names: Vec<&str> =
-                sub.queue.try_batch(false).unwrap_or_default().iter().map(Outgoing::name).collect();
+                sub.queue.try_batch().unwrap_or_default().iter().map(Outgoing::name).collect();
             let want: &[&str] = match i {
                 4 => &[],
                 5 => &["diff"],
@@ -597,7 +606,7 @@ mod tests {
         s.tick(2 + 31_000);
         assert_eq!(s.vehicle_count(), 0);
         for (i, sub) in subs.iter().enumerate() {
-            let n = sub.queue.try_batch(false).map_or(0, |b| b.len());
+            let n = sub.queue.try_batch().map_or(0, |b| b.len());
             assert_eq!(n, usize::from(i != 4 && i != 5), "subscriber {i}");
         }
     }
@@ -608,7 +617,7 @@ mod tests {
         s.apply_seen(vp("in", 1, -16.92, 145.72, None), 1);
         s.apply_seen(vp("out", 1, -16.80, 145.72, None), 1);
         let sub = s.subscribe(view(), false);
-        let first = sub.queue.try_batch(false).unwrap();
+        let first = sub.queue.try_batch().unwrap();
         match &first[..] {
             [Outgoing::Snapshot { vehicles, .. }] => {
                 assert_eq!(vehicles.len(), 1);
@@ -616,13 +625,19 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        let names = |sub: &Subscriber| -> Vec<&str> {
+            sub.queue.try_batch().unwrap_or_default().iter().map(Outgoing::name).collect()
+        };
         s.apply_seen(vp("out", 2, -16.93, 145.73, None), 2); // enters
         s.apply_seen(vp("in", 2, -16.94, 145.74, None), 2); // moves inside
+        assert_eq!(names(&sub), ["update", "update"]);
         s.apply_seen(vp("in", 3, -16.50, 145.74, None), 3); // leaves
         s.apply_seen(vp("out", 1, -16.93, 145.73, None), 4); // older: ignored
-        let names: Vec<&str> =
-            sub.queue.try_batch(false).unwrap().iter().map(Outgoing::name).collect();
-        assert_eq!(names, ["update", "update", "remove"]);
+        assert_eq!(names(&sub), ["remove"]);
+        // Moved, then left before the client took the move: only the remove is pending.
+        s.apply_seen(vp("out", 3, -16.931, 145.731, None), 5);
+        s.apply_seen(vp("out", 4, -16.50, 145.731, None), 6);
+        assert_eq!(names(&sub), ["remove"]);
     }
 
     #[test]
@@ -630,11 +645,11 @@ mod tests {
         let s = live(100);
         s.apply_seen(vp("a", 1, -16.92, 145.72, None), 1_000);
         let sub = s.subscribe(view(), false);
-        sub.queue.try_batch(false);
+        sub.queue.try_batch();
         s.tick(1_000 + 29_000);
-        assert!(sub.queue.try_batch(false).is_none());
+        assert!(sub.queue.try_batch().is_none());
         s.tick(1_000 + 31_000);
-        let batch = sub.queue.try_batch(false).unwrap();
+        let batch = sub.queue.try_batch().unwrap();
         assert_eq!(
             batch,
             vec![Outgoing::Remove { vehicle_id: "a".into(), reason: RemoveReason::Stale }]
@@ -649,16 +664,15 @@ mod tests {
             s.apply_seen(vp(&format!("v{i}"), 1, -16.92, 145.71 + i as f64 * 0.01, None), 1);
         }
         let sub = s.subscribe(view(), false);
-        let b = sub.queue.try_batch(false).unwrap();
+        let b = sub.queue.try_batch().unwrap();
         assert!(matches!(&b[..], [Outgoing::Density(f)] if f.total == 3));
         s.apply_seen(vp("v0", 2, -16.5, 145.71, None), 2); // leaves: 2 left, no per-vehicle event
         s.tick(3);
-        let b = sub.queue.try_batch(false).unwrap();
+        let b = sub.queue.try_batch().unwrap();
         assert!(matches!(&b[..], [Outgoing::Snapshot { vehicles, .. }] if vehicles.len() == 2));
         s.apply_seen(vp("v0", 3, -16.92, 145.71, None), 3);
         s.tick(4);
-        let names: Vec<&str> =
-            sub.queue.try_batch(false).unwrap().iter().map(Outgoing::name).collect();
+        let names: Vec<&str> = sub.queue.try_batch().unwrap().iter().map(Outgoing::name).collect();
         assert_eq!(names, ["update", "density"]);
     }
 
@@ -670,11 +684,11 @@ mod tests {
         s.apply_seen(vp("c", 1, -16.92, 145.78, None), 1);
         let sub =
             s.subscribe(Filter::bbox(Bbox::new(145.70, -16.95, 145.75, -16.90).unwrap()), false);
-        sub.queue.try_batch(false);
+        sub.queue.try_batch();
         assert!(
             s.resubscribe(sub.id, Filter::bbox(Bbox::new(145.73, -16.95, 145.80, -16.90).unwrap()))
         );
-        match &sub.queue.try_batch(false).unwrap()[..] {
+        match &sub.queue.try_batch().unwrap()[..] {
             [Outgoing::Diff { removed, added }] => {
                 assert_eq!(removed, &["a".to_string()]);
                 let ids: Vec<&str> = added.iter().map(|p| p.vehicle_id.as_str()).collect();
@@ -684,7 +698,7 @@ mod tests {
         }
         // The new viewport is what is followed now.
         s.apply_seen(vp("a", 2, -16.92, 145.711, None), 2);
-        assert!(sub.queue.try_batch(false).is_none());
+        assert!(sub.queue.try_batch().is_none());
     }
 
     #[test]
@@ -694,12 +708,12 @@ mod tests {
         f.routes = Some(["110".to_string()].into_iter().collect());
         s.apply_seen(vp("a", 1, -16.92, 145.71, Some("110")), 1);
         let sub = s.subscribe(f, false);
-        sub.queue.try_batch(false);
+        sub.queue.try_batch();
         s.apply_seen(vp("b", 1, -16.92, 145.71, Some("120")), 1);
-        assert!(sub.queue.try_batch(false).is_none());
+        assert!(sub.queue.try_batch().is_none());
         s.apply_seen(vp("a", 2, -16.92, 145.71, Some("120")), 2);
         assert_eq!(
-            sub.queue.try_batch(false).unwrap(),
+            sub.queue.try_batch().unwrap(),
             vec![Outgoing::Remove { vehicle_id: "a".into(), reason: RemoveReason::Filtered }]
         );
     }

@@ -20,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{GatewayConfig, TlsConfig};
 use crate::error::Error;
-use crate::http::{AppState, ConnectionCloser, app};
+use crate::flow::{FlowIo, WriteFlow};
+use crate::http::{AppState, ConnectionCloser, ConnectionFlow, app};
 use crate::live::{LiveState, now_ms};
 
 /// A running HTTP listener.
@@ -114,6 +115,15 @@ async fn accept_loop(
             continue;
         }
         let _ = tcp.set_nodelay(true);
+        if let Some(lowat) = config.max_unsent_bytes {
+            // Bytes the kernel holds unsent are out of reach of latest-wins: bound them, so a
+            // refused write (the stream then waits, see `flow`) comes early.
+            if let Err(e) = socket2::SockRef::from(&tcp).set_tcp_notsent_lowat(lowat) {
+                tracing::debug!(%peer, "TCP_NOTSENT_LOWAT not set: {e}");
+            }
+        }
+        let flow = WriteFlow::new();
+        let tcp = FlowIo::new(tcp, flow.clone());
         let closer = CancellationToken::new();
         let svc = {
             let closer = closer.clone();
@@ -122,6 +132,7 @@ async fn accept_loop(
                 move |mut req: hyper::Request<Incoming>| {
                     req.extensions_mut().insert(ConnectInfo(peer));
                     req.extensions_mut().insert(ConnectionCloser(closer.clone()));
+                    req.extensions_mut().insert(ConnectionFlow(flow.clone()));
                     req
                 },
             )

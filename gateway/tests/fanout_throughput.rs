@@ -59,7 +59,7 @@ fn run(subs: usize, threads: usize, secs: u64) {
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 for q in &queues {
-                    if let Some(b) = q.try_batch(false) {
+                    if let Some(b) = q.try_batch() {
                         taken.fetch_add(b.len() as u64, Ordering::Relaxed);
                     }
                 }

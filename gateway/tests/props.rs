@@ -235,7 +235,7 @@ fn position(id: &str, ts: i64, at: (f64, f64), snapped: bool) -> VehiclePosition
 fn drain(sub: &Subscriber) -> (Option<BTreeSet<String>>, BTreeMap<String, &'static str>) {
     let mut snapshot = None;
     let mut events = BTreeMap::new();
-    for e in sub.queue.try_batch(false).unwrap_or_default() {
+    for e in sub.queue.try_batch().unwrap_or_default() {
         match e {
             Outgoing::Snapshot { vehicles, .. } => {
                 snapshot = Some(vehicles.iter().map(|v| v.vehicle_id.clone()).collect());

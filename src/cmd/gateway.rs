@@ -41,10 +41,15 @@ pub struct GatewayOptions {
     /// Above this many vehicles in a viewport, streams send aggregated `density` events.
     #[arg(long, env = "BUSFLOW_MAX_VEHICLES_PER_STREAM", default_value_t = 2_000)]
     pub max_vehicles_per_stream: usize,
-    /// Events buffered per client before its updates are coalesced.
+    /// Most distinct vehicles pending for one client (each client holds at most one pending
+    /// event per vehicle, the newest); a client with more is disconnected.
     #[arg(long, env = "BUSFLOW_CLIENT_BUFFER", default_value_t = 8_192)]
     pub client_buffer: usize,
-    /// Disconnect a client that stays behind this long.
+    /// Most bytes the kernel may hold unsent per connection (TCP_NOTSENT_LOWAT); 0 leaves the
+    /// kernel's default. Smaller keeps what a slow client receives fresher.
+    #[arg(long, env = "BUSFLOW_MAX_UNSENT_BYTES", default_value_t = 4 * 1024)]
+    pub max_unsent_bytes: u32,
+    /// Disconnect a client that takes nothing for this long while updates wait for it.
     #[arg(long, env = "BUSFLOW_SLOW_CLIENT_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
     pub slow_client_timeout: Duration,
     /// Threads matching updates to subscriptions, each holding a shard of them (default: one
@@ -102,6 +107,7 @@ impl GatewayOptions {
             source_stale_after: self.source_stale_after,
             max_vehicles_per_stream: self.max_vehicles_per_stream,
             client_buffer: self.client_buffer,
+            max_unsent_bytes: Some(self.max_unsent_bytes).filter(|&b| b > 0),
             slow_client_timeout: self.slow_client_timeout,
             max_connections: self.max_connections,
             max_connections_per_ip: self.max_connections_per_ip,

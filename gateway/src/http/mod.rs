@@ -35,6 +35,11 @@ pub(crate) use limits::ConnLimiter;
 #[derive(Debug, Clone)]
 pub struct ConnectionCloser(pub CancellationToken);
 
+/// Put in a request's extensions by the server: the connection's write back-pressure (see
+/// [`crate::flow`]); a stream takes nothing from its queue while the socket refuses bytes.
+#[derive(Debug, Clone)]
+pub struct ConnectionFlow(pub Arc<crate::flow::WriteFlow>);
+
 /// State shared by all handlers. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -118,6 +123,7 @@ impl AppState {
 pub(crate) struct ConnMeta {
     pub(crate) ip: Option<IpAddr>,
     pub(crate) closer: Option<CancellationToken>,
+    pub(crate) flow: Option<Arc<crate::flow::WriteFlow>>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for ConnMeta {
@@ -127,6 +133,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ConnMeta {
         Ok(ConnMeta {
             ip: parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()),
             closer: parts.extensions.get::<ConnectionCloser>().map(|c| c.0.clone()),
+            flow: parts.extensions.get::<ConnectionFlow>().map(|f| f.0.clone()),
         })
     }
 }

@@ -17,8 +17,10 @@ use tokio_util::sync::CancellationToken;
 use super::limits::ConnPermit;
 use super::{AppState, ConnMeta, wire};
 use crate::error::ApiError;
+use crate::flow::WriteFlow;
 use crate::live::{LiveState, Subscriber};
-use crate::subscription::queue::Outgoing;
+use crate::subscription::pace::Pace;
+use crate::subscription::queue::{Outgoing, Taken};
 
 /// Browsers wait this long before reconnecting an EventSource.
 const RECONNECT_HINT: Duration = Duration::from_secs(2);
@@ -44,6 +46,8 @@ pub(crate) async fn stream(
     let conn = state.next_conn();
     let session = Session {
         live: state.live().clone(),
+        pace: Pace::new(sub.queue.limits().slow_timeout),
+        flow: meta.flow,
         sub,
         min_interval,
         id_prefix: format!("id: {conn}-").into_bytes(),
@@ -65,7 +69,11 @@ pub(crate) async fn stream(
 struct Session {
     live: Arc<LiveState>,
     sub: Subscriber,
+    /// What the client asked for (`min_interval_ms`); [`Pace`] may raise it.
     min_interval: Duration,
+    pace: Pace,
+    /// The socket's back-pressure (absent only for requests not served by our listener).
+    flow: Option<Arc<WriteFlow>>,
     /// `id: CONNECTION-`, the constant part of every event id line.
     id_prefix: Vec<u8>,
     seq: u64,
@@ -100,11 +108,14 @@ impl Session {
         if self.done {
             return None;
         }
+        let interval = self.pace.interval(self.min_interval);
+        // What did not fit in the last batch goes out next, without waiting for the interval,
+        // unless the batch was kept small on purpose.
         if let Some(last) = self.last_flush
-            && !self.min_interval.is_zero()
-            && !self.more
+            && !interval.is_zero()
+            && (!self.more || self.pace.throttled())
         {
-            let until = last + self.min_interval;
+            let until = last + interval;
             while Instant::now() < until {
                 tokio::select! {
                     _ = tokio::time::sleep_until(until) => {}
@@ -117,14 +128,37 @@ impl Session {
                 }
             }
         }
-        let coalesce = !self.min_interval.is_zero();
-        let (batch, more) = loop {
+        // While the socket refuses bytes, take nothing: what hyper would buffer now would be
+        // old when it goes out, and the queue meanwhile keeps only the newest per vehicle.
+        let mut blocked = false;
+        if let Some(flow) = self.flow.clone()
+            && flow.is_blocked()
+        {
+            blocked = true;
+            let closed = self.sub.queue.closed_token().clone();
+            loop {
+                tokio::select! {
+                    _ = flow.wait_unblocked() => break,
+                    _ = self.shutdown.cancelled() => break,
+                    // Its final error event: it goes out if the socket ever takes it.
+                    _ = closed.cancelled() => break,
+                    _ = self.heartbeat_timer.as_mut() => {
+                        // Bytes are waiting to go out: no heartbeat is needed.
+                        self.heartbeat_timer.as_mut().reset(Instant::now() + self.heartbeat);
+                    }
+                }
+            }
+        }
+        let taken = loop {
             tokio::select! {
-                b = self.sub.queue.next_batch(coalesce) => break b,
-                _ = self.shutdown.cancelled() => break (vec![Outgoing::Error {
-                    code: "shutting_down",
-                    message: "the gateway is shutting down; reconnect to another instance".into(),
-                }], false),
+                b = self.sub.queue.next_batch(self.pace.cap()) => break b,
+                _ = self.shutdown.cancelled() => break Taken {
+                    events: vec![Outgoing::Error {
+                        code: "shutting_down",
+                        message: "the gateway is shutting down; reconnect to another instance".into(),
+                    }],
+                    ..Taken::default()
+                },
                 _ = self.heartbeat_timer.as_mut() => {
                     if let Some(h) = self.heartbeat_due() {
                         return Some(h);
@@ -132,13 +166,13 @@ impl Session {
                 }
             }
         };
-        // What did not fit in this batch goes out next, without waiting for the interval.
-        self.more = more;
+        self.pace.observe(taken.events.len(), taken.waited, interval, blocked);
+        self.more = taken.more;
         let now = Instant::now();
         self.last_flush = Some(now);
         self.last_sent = now;
-        let frame = self.encode(&batch);
-        wire::observe_sent(&batch, frame.len(), "sse");
+        let frame = self.encode(&taken.events);
+        wire::observe_sent(&taken.events, frame.len(), "sse");
         Some(frame)
     }
 

@@ -50,9 +50,13 @@ fn encode(w: &Wire<'_>) -> String {
 pub(crate) fn observe_sent(batch: &[Outgoing], bytes: usize, transport: &'static str) {
     let now = crate::live::now_ms();
     let h = metrics::histogram!("busflow_gateway_delivery_latency_seconds");
+    // Age as a rider sees it: from the device's own fix (`ts`) to the moment its bytes are
+    // handed to the socket.
+    let age = metrics::histogram!("busflow_gateway_age_at_write_seconds", "transport" => transport);
     for e in batch {
         if let Outgoing::Update(p) = e {
             h.record((now - p.processed_ts).max(0) as f64 / 1000.0);
+            age.record((now - p.ts).max(0) as f64 / 1000.0);
         }
     }
     metrics::counter!("busflow_gateway_events_sent_total", "transport" => transport)

@@ -5,6 +5,7 @@
 //! `snapshot`; later ones with a `diff`. A message the server cannot use gets an `invalid` reply and
 //! the connection stays open.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -20,8 +21,10 @@ use super::params::{MAX_MIN_INTERVAL_MS, Params, parse_routes, stream_params};
 use super::{AppState, ConnMeta, wire};
 use crate::config::GatewayConfig;
 use crate::error::ApiError;
+use crate::flow::WriteFlow;
 use crate::live::Subscriber;
-use crate::subscription::queue::Outgoing;
+use crate::subscription::pace::Pace;
+use crate::subscription::queue::{Outgoing, Taken};
 use crate::viewport::{Bbox, Filter};
 
 /// Largest client message accepted.
@@ -51,7 +54,7 @@ pub(crate) async fn upgrade(
         .max_message_size(MAX_MESSAGE)
         // A frame over the limit is refused from its header, before its payload is buffered.
         .max_frame_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| session(socket, state, initial, permit))
+        .on_upgrade(move |socket| session(socket, state, initial, meta.flow, permit))
         .into_response())
 }
 
@@ -122,18 +125,23 @@ fn invalid(e: &ApiError) -> Message {
     Message::Text(v.to_string().into())
 }
 
-async fn next_batch(
-    sub: &Option<Subscriber>,
-    not_before: Option<Instant>,
-    coalesce: bool,
-) -> (Vec<Outgoing>, bool) {
+async fn next_batch(sub: &Option<Subscriber>, not_before: Option<Instant>, max: usize) -> Taken {
     match sub {
         Some(s) => {
             if let Some(t) = not_before {
                 tokio::time::sleep_until(t).await;
             }
-            s.queue.next_batch(coalesce).await
+            s.queue.next_batch(max).await
         }
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves when the subscription's queue is closed (a slow consumer): a write that waits on a
+/// client that no longer reads is abandoned then.
+async fn closed(sub: &Option<Subscriber>) {
+    match sub {
+        Some(s) => s.queue.closed_token().cancelled().await,
         None => std::future::pending().await,
     }
 }
@@ -142,6 +150,7 @@ async fn session(
     socket: WebSocket,
     state: AppState,
     initial: Option<(Filter, Duration)>,
+    flow: Option<Arc<WriteFlow>>,
     _permit: ConnPermit,
 ) {
     let live = state.live().clone();
@@ -155,35 +164,50 @@ async fn session(
     let mut last_heard = Instant::now();
     let mut last_flush: Option<Instant> = None;
     let mut more = false;
+    let mut pace = Pace::new(state.config().slow_client_timeout);
+    let mut interval = min_interval;
+    let mut blocked = false;
     let mut ping = tokio::time::interval(state.config().heartbeat);
     ping.tick().await;
     let mut close: Option<CloseFrame> = None;
     let reason = loop {
-        // What did not fit in the last batch goes out next, without waiting for the interval.
-        let not_before =
-            last_flush.filter(|_| !min_interval.is_zero() && !more).map(|t| t + min_interval);
+        // What did not fit in the last batch goes out next, without waiting for the interval,
+        // unless the batch was kept small on purpose.
+        let not_before = last_flush
+            .filter(|_| !interval.is_zero() && (!more || pace.throttled()))
+            .map(|t| t + interval);
         tokio::select! {
-            taken = next_batch(&sub, not_before, !min_interval.is_zero()) => {
-                let batch;
-                (batch, more) = taken;
+            taken = next_batch(&sub, not_before, pace.cap()) => {
+                pace.observe(taken.events.len(), taken.waited, interval, blocked);
+                more = taken.more;
+                let batch = taken.events;
                 last_flush = Some(Instant::now());
                 let mut bytes = 0;
                 let mut fatal = false;
+                let refusals = flow.as_ref().map_or(0, |f| f.refusals());
                 // Queue the whole batch and flush once: one write for the connection instead
-                // of one per event (`send` flushes every message).
-                let mut failed = false;
-                for e in &batch {
-                    let text = wire::to_json(e);
-                    bytes += text.len();
-                    fatal |= matches!(e, Outgoing::Error { .. });
-                    if tx.feed(Message::Text(text.to_string().into())).await.is_err() {
-                        failed = true;
-                        break;
+                // of one per event (`send` flushes every message). While it waits on the
+                // socket, the queue keeps the newest event per vehicle; a client that takes
+                // nothing for the slow-client timeout is closed, and its write abandoned.
+                let write = async {
+                    for e in &batch {
+                        let text = wire::to_json(e);
+                        bytes += text.len();
+                        fatal |= matches!(e, Outgoing::Error { .. });
+                        if tx.feed(Message::Text(text.to_string().into())).await.is_err() {
+                            return false;
+                        }
                     }
-                }
-                // The final error event, if any, goes out with the batch.
-                failed = failed || tx.flush().await.is_err();
-                fatal |= failed;
+                    // The final error event, if any, goes out with the batch.
+                    tx.flush().await.is_ok()
+                };
+                let written = tokio::select! {
+                    ok = write => ok,
+                    _ = closed(&sub) => false,
+                };
+                fatal |= !written;
+                blocked = flow.as_ref().is_some_and(|f| f.refusals() != refusals);
+                interval = pace.interval(min_interval);
                 wire::observe_sent(&batch, bytes, "ws");
                 if fatal {
                     break "slow_consumer";
@@ -206,6 +230,7 @@ async fn session(
                     match parse_subscribe(t.as_str(), state.config()) {
                         Ok((filter, iv)) => {
                             min_interval = iv;
+                            interval = pace.interval(min_interval);
                             match &sub {
                                 Some(s) => { live.resubscribe(s.id, filter); }
                                 None => sub = Some(live.subscribe(filter, false)),

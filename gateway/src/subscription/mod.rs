@@ -2,4 +2,5 @@
 //! outgoing queue.
 
 pub mod index;
+pub(crate) mod pace;
 pub mod queue;
