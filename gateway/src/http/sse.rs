@@ -131,9 +131,7 @@ impl Session {
         // While the socket refuses bytes, take nothing: what hyper would buffer now would be
         // old when it goes out, and the queue meanwhile keeps only the newest per vehicle.
         let mut blocked = false;
-        if let Some(flow) = self.flow.clone()
-            && flow.is_blocked()
-        {
+        if let Some(flow) = self.flow.as_ref().filter(|f| f.is_blocked()).cloned() {
             blocked = true;
             let closed = self.sub.queue.closed_token().clone();
             loop {
